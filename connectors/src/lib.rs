@@ -1,0 +1,1 @@
+//! PostgreSQL (and later other) sources.

@@ -1,0 +1,492 @@
+//! The pipeline: one task's source → bounded queue → applier → sink, with
+//! checkpoints written only after the sink committed.
+//!
+//! ```text
+//!  Source::run ──chunks of events──▶ [bounded mpsc] ──▶ Applier ──▶ Sink
+//!       ▲                                                  │
+//!       └────────── acked resume offset (watch) ◀── CheckpointStore::save
+//! ```
+//!
+//! The applier groups whole source transactions into one target transaction
+//! until `batch_size` rows or `batch_bytes` are buffered, the queue runs dry,
+//! or `batch_timeout` passes. A source transaction larger than the batch is
+//! written to the sink in pieces inside one target transaction and committed
+//! once, at its source commit, so memory stays bounded and the transaction is
+//! never half-visible. After `Sink::commit` returns, the checkpoint (resume
+//! offset of the last whole transaction, snapshot progress) is saved and then
+//! published to the source, which may then acknowledge it to its server.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::batch::{Coalescer, RowChange};
+use crate::config::{TaskConfig, DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_EVENTS};
+use crate::contracts::{CheckpointStore, EventSender, Sink, Source, SourceContext, TableChanges};
+use crate::error::{Error, Result};
+use crate::event::ChangeEvent;
+use crate::mapping::TableRouter;
+use crate::position::{Checkpoint, Offset, TableSnapshotProgress};
+use crate::schema::{TableId, TableSchema};
+
+/// Bounds of one task's pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    pub batch_size: usize,
+    pub batch_bytes: usize,
+    pub batch_timeout: Duration,
+    pub queue_chunks: usize,
+    pub chunk_events: usize,
+    pub chunk_bytes: usize,
+}
+
+impl From<&TaskConfig> for PipelineOptions {
+    fn from(t: &TaskConfig) -> Self {
+        Self {
+            batch_size: t.batch_size,
+            batch_bytes: t.batch_bytes,
+            batch_timeout: Duration::from_millis(t.batch_timeout_ms),
+            queue_chunks: t.queue_chunks,
+            chunk_events: DEFAULT_CHUNK_EVENTS,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+        }
+    }
+}
+
+/// Live counters of one task, read by the CLI progress output and metrics.
+#[derive(Debug, Default)]
+pub struct TaskStats {
+    pub rows_applied: AtomicU64,
+    pub snapshot_rows: AtomicU64,
+    pub transactions: AtomicU64,
+    pub target_commits: AtomicU64,
+    /// Source commit time (µs since epoch) of the last transaction committed in the target.
+    pub last_source_commit_us: AtomicI64,
+    /// When the last target commit happened (µs since epoch).
+    pub last_target_commit_us: AtomicI64,
+    /// Microseconds the source spent waiting for room in the queue.
+    pub backpressure_us: AtomicU64,
+}
+
+/// How a pipeline run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Shut down on request, everything received and complete is durable.
+    Stopped,
+    /// The source finished (FULL_ONLY snapshot done).
+    Completed,
+}
+
+/// Runs one task until shutdown, completion or error.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_pipeline<S: Source, K: Sink>(
+    task: &str,
+    source: S,
+    sink: K,
+    store: Arc<dyn CheckpointStore>,
+    router: TableRouter,
+    opts: PipelineOptions,
+    stats: Arc<TaskStats>,
+    shutdown: CancellationToken,
+) -> Result<RunOutcome> {
+    let checkpoint = {
+        let store = store.clone();
+        let task = task.to_string();
+        tokio::task::spawn_blocking(move || store.load(&task))
+            .await
+            .map_err(|e| Error::Pipeline(format!("checkpoint load panicked: {e}")))??
+    };
+    let (tx, rx) = mpsc::channel(opts.queue_chunks.max(1));
+    let (ack_tx, ack_rx) = watch::channel(checkpoint.as_ref().and_then(|c| c.stream.clone()));
+    let source_stop = shutdown.child_token();
+    let ctx = SourceContext {
+        task: task.to_string(),
+        checkpoint: checkpoint.clone(),
+        events: EventSender::new(tx, opts.chunk_events, opts.chunk_bytes),
+        acked: ack_rx,
+        shutdown: source_stop.clone(),
+    };
+    let mut source_handle = tokio::spawn(source.run(ctx));
+
+    let mut applier = Applier {
+        task: task.to_string(),
+        sink,
+        store,
+        router,
+        opts,
+        stats,
+        cp: checkpoint.unwrap_or_else(Checkpoint::empty),
+        pending: Pending::default(),
+        in_target_txn: false,
+        in_source_txn: false,
+        txn_rows: 0,
+        batch_started: None,
+        coalescer: Coalescer::new(),
+        ensured: HashMap::new(),
+        ack: ack_tx,
+        last_commit_time: None,
+    };
+    let applied = applier.run(rx, &source_stop).await;
+    // Whatever happened, the source must stop before we return.
+    source_stop.cancel();
+    let source_result = match (
+        &applied,
+        tokio::time::timeout(Duration::from_secs(10), &mut source_handle).await,
+    ) {
+        (_, Ok(Ok(r))) => r,
+        (_, Ok(Err(join))) => Err(Error::Pipeline(format!("source task panicked: {join}"))),
+        (_, Err(_)) => {
+            source_handle.abort();
+            Err(Error::Pipeline(
+                "source did not stop within 10 s of being asked to".into(),
+            ))
+        }
+    };
+    let completed = applied?;
+    source_result?;
+    Ok(if completed && !shutdown.is_cancelled() {
+        RunOutcome::Completed
+    } else {
+        RunOutcome::Stopped
+    })
+}
+
+#[derive(Default)]
+struct Pending {
+    stream: Option<Offset>,
+    snapshot: Vec<(String, TableSnapshotProgress)>,
+    snapshot_done: Option<Offset>,
+    rows: u64,
+    snapshot_rows: u64,
+    transactions: u64,
+    source_commit_us: Option<i64>,
+}
+
+struct Applier<K: Sink> {
+    task: String,
+    sink: K,
+    store: Arc<dyn CheckpointStore>,
+    router: TableRouter,
+    opts: PipelineOptions,
+    stats: Arc<TaskStats>,
+    /// The last durable checkpoint.
+    cp: Checkpoint,
+    /// What the open target transaction will make durable.
+    pending: Pending,
+    in_target_txn: bool,
+    in_source_txn: bool,
+    /// Row changes in the open target transaction (written or buffered).
+    txn_rows: usize,
+    batch_started: Option<Instant>,
+    coalescer: Coalescer,
+    /// Target schema last passed to `ensure_table`, per target table.
+    ensured: HashMap<TableId, Arc<TableSchema>>,
+    ack: watch::Sender<Option<Offset>>,
+    last_commit_time: Option<chrono::DateTime<Utc>>,
+}
+
+impl<K: Sink> Applier<K> {
+    /// Returns whether the source said it was complete (channel closed after SnapshotDone
+    /// without a stream) — i.e. the source ended by itself.
+    async fn run(
+        &mut self,
+        mut rx: mpsc::Receiver<Vec<ChangeEvent>>,
+        source_stop: &CancellationToken,
+    ) -> Result<bool> {
+        let result = self.run_inner(&mut rx, source_stop).await;
+        if result.is_err() && self.in_target_txn {
+            if let Err(e) = self.sink.rollback().await {
+                warn!(task = %self.task, error = %e, "rollback after failure failed");
+            }
+            self.in_target_txn = false;
+        }
+        result
+    }
+
+    async fn run_inner(
+        &mut self,
+        rx: &mut mpsc::Receiver<Vec<ChangeEvent>>,
+        source_stop: &CancellationToken,
+    ) -> Result<bool> {
+        loop {
+            let deadline = self
+                .batch_started
+                .filter(|_| self.in_target_txn && !self.in_source_txn)
+                .map(|s| tokio::time::Instant::from_std(s + self.opts.batch_timeout));
+            let chunk = tokio::select! {
+                biased;
+                chunk = rx.recv() => chunk,
+                _ = sleep_until_opt(deadline) => {
+                    self.commit().await?;
+                    continue;
+                }
+            };
+            let Some(chunk) = chunk else {
+                // The source ended (shutdown, completion or error).
+                if self.in_target_txn {
+                    if self.in_source_txn {
+                        // An incomplete source transaction is never committed;
+                        // it is replayed from the checkpoint next time.
+                        debug!(task = %self.task, "rolling back an incomplete source transaction on stop");
+                        self.coalescer.drain();
+                        self.sink.rollback().await?;
+                        self.in_target_txn = false;
+                    } else {
+                        self.commit().await?;
+                    }
+                }
+                return Ok(!source_stop.is_cancelled());
+            };
+            for event in chunk {
+                self.handle(event).await?;
+            }
+            if self.in_target_txn && !self.in_source_txn && self.should_commit(rx.is_empty()) {
+                self.commit().await?;
+            }
+        }
+    }
+
+    fn should_commit(&self, queue_empty: bool) -> bool {
+        queue_empty
+            || self.txn_rows >= self.opts.batch_size
+            || self.coalescer.bytes() >= self.opts.batch_bytes
+            || self
+                .batch_started
+                .is_some_and(|s| s.elapsed() >= self.opts.batch_timeout)
+    }
+
+    fn already_applied(&self, offset: &Offset) -> bool {
+        matches!(&self.cp.stream, Some(r) if offset < r)
+    }
+
+    async fn ensure_begun(&mut self) -> Result<()> {
+        if !self.in_target_txn {
+            self.sink.begin().await?;
+            self.in_target_txn = true;
+            self.txn_rows = 0;
+            self.batch_started = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    async fn ensure_table(&mut self, target: &Arc<TableSchema>) -> Result<()> {
+        let known = self
+            .ensured
+            .get(&target.id)
+            .is_some_and(|s| Arc::ptr_eq(s, target) || s.as_ref() == target.as_ref());
+        if !known {
+            self.flush().await?;
+            self.ensure_begun().await?;
+            self.sink.ensure_table(target).await?;
+            self.ensured.insert(target.id.clone(), target.clone());
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, event: ChangeEvent) -> Result<()> {
+        if let Some(off) = event.offset() {
+            if self.already_applied(off) {
+                return Ok(());
+            }
+        }
+        match event {
+            ChangeEvent::Begin(b) => {
+                self.in_source_txn = true;
+                if let Some(t) = b.commit_time {
+                    self.pending.source_commit_us = Some(t.timestamp_micros());
+                }
+                self.ensure_begun().await?;
+            }
+            ChangeEvent::Insert(e) => {
+                if let Some(t) = self.router.route(&e.table) {
+                    self.ensure_table(&t).await?;
+                    self.push(&t, RowChange::Insert(e.row)).await?;
+                }
+            }
+            ChangeEvent::Update(e) => {
+                if let Some(t) = self.router.route(&e.table) {
+                    self.ensure_table(&t).await?;
+                    let before = e.before;
+                    self.push(
+                        &t,
+                        RowChange::Update {
+                            before: before.as_ref(),
+                            after: e.after,
+                        },
+                    )
+                    .await?;
+                }
+            }
+            ChangeEvent::Delete(e) => {
+                if let Some(t) = self.router.route(&e.table) {
+                    self.ensure_table(&t).await?;
+                    self.push(&t, RowChange::Delete(&e.before)).await?;
+                }
+            }
+            ChangeEvent::Truncate(e) => {
+                self.flush().await?;
+                self.ensure_begun().await?;
+                for table in &e.tables {
+                    if let Some(t) = self.router.route(table) {
+                        self.ensure_table(&t).await?;
+                        self.sink.truncate(&t.id).await?;
+                    }
+                }
+            }
+            ChangeEvent::Relation(r) => {
+                if let Some(t) = self.router.route(&r.table) {
+                    self.ensure_table(&t).await?;
+                }
+            }
+            ChangeEvent::Commit(c) => {
+                self.in_source_txn = false;
+                self.pending.stream = Some(c.resume);
+                self.pending.transactions += 1;
+                if let Some(t) = c.commit_time {
+                    self.pending.source_commit_us = Some(t.timestamp_micros());
+                    self.last_commit_time = Some(t);
+                }
+            }
+            ChangeEvent::Heartbeat(h) => {
+                if self.in_source_txn {
+                    return Err(Error::Pipeline(
+                        "source sent a heartbeat inside a transaction".into(),
+                    ));
+                }
+                if self.in_target_txn {
+                    self.pending.stream = Some(h.resume);
+                } else if self.cp.stream.as_ref().is_none_or(|r| &h.resume > r) {
+                    let mut next = self.cp.clone();
+                    next.stream = Some(h.resume);
+                    self.save(next).await?;
+                }
+            }
+            ChangeEvent::SnapshotChunk(c) => {
+                let key = c.table.id.to_string();
+                let rows = c.rows.len() as u64;
+                if let Some(t) = self.router.route(&c.table) {
+                    self.ensure_table(&t).await?;
+                    self.flush().await?;
+                    self.ensure_begun().await?;
+                    let changes = TableChanges {
+                        table: t,
+                        deletes: Vec::new(),
+                        partial_updates: Vec::new(),
+                        upserts: c.rows,
+                        likely_new: true,
+                    };
+                    self.sink.apply(&changes).await?;
+                    self.txn_rows += changes.upserts.len();
+                } else {
+                    self.ensure_begun().await?;
+                }
+                self.pending.snapshot_rows += rows;
+                self.pending.snapshot.push((key, c.progress));
+            }
+            ChangeEvent::SnapshotDone(d) => {
+                self.ensure_begun().await?;
+                self.pending.snapshot_done = Some(d.consistent_point);
+                self.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn push(&mut self, table: &Arc<TableSchema>, change: RowChange<'_>) -> Result<()> {
+        if let Err(change) = self.coalescer.push(table, change) {
+            self.flush().await?;
+            if self.coalescer.push(table, change).is_err() {
+                return Err(Error::Pipeline(
+                    "internal: a change was refused by an empty batch".into(),
+                ));
+            }
+        }
+        self.txn_rows += 1;
+        self.pending.rows += 1;
+        if self.coalescer.rows() >= self.opts.batch_size
+            || self.coalescer.bytes() >= self.opts.batch_bytes
+        {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the coalesced changes to the sink (inside the open target transaction).
+    async fn flush(&mut self) -> Result<()> {
+        if self.coalescer.is_empty() {
+            return Ok(());
+        }
+        self.ensure_begun().await?;
+        for changes in self.coalescer.drain() {
+            self.sink.apply(&changes).await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        if !self.in_target_txn {
+            return Ok(());
+        }
+        self.flush().await?;
+        self.sink.commit().await?;
+        self.in_target_txn = false;
+        self.batch_started = None;
+        let p = std::mem::take(&mut self.pending);
+        let mut next = self.cp.clone();
+        if let Some(s) = p.stream {
+            next.stream = Some(s);
+        }
+        for (table, progress) in p.snapshot {
+            next.snapshot.tables.insert(table, progress);
+        }
+        if let Some(cp) = p.snapshot_done {
+            next.snapshot.completed = true;
+            next.snapshot.consistent_point = Some(cp.clone());
+            if next.stream.as_ref().is_none_or(|s| &cp > s) {
+                next.stream = Some(cp);
+            }
+            info!(task = %self.task, "snapshot complete");
+        }
+        self.save(next).await?;
+        let s = &self.stats;
+        s.rows_applied.fetch_add(p.rows, Ordering::Relaxed);
+        s.snapshot_rows
+            .fetch_add(p.snapshot_rows, Ordering::Relaxed);
+        s.transactions.fetch_add(p.transactions, Ordering::Relaxed);
+        s.target_commits.fetch_add(1, Ordering::Relaxed);
+        if let Some(us) = p.source_commit_us {
+            s.last_source_commit_us.store(us, Ordering::Relaxed);
+        }
+        s.last_target_commit_us
+            .store(Utc::now().timestamp_micros(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn save(&mut self, mut next: Checkpoint) -> Result<()> {
+        next.updated_at = Utc::now();
+        let store = self.store.clone();
+        let task = self.task.clone();
+        let to_save = next.clone();
+        tokio::task::spawn_blocking(move || store.save(&task, &to_save))
+            .await
+            .map_err(|e| Error::Pipeline(format!("checkpoint save panicked: {e}")))??;
+        let stream = next.stream.clone();
+        self.cp = next;
+        // Publish only after the checkpoint is on disk.
+        self.ack.send_replace(stream);
+        Ok(())
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
