@@ -8,6 +8,7 @@ pub mod contracts;
 pub mod error;
 pub mod event;
 pub mod mapping;
+pub mod pgtext;
 pub mod pipeline;
 pub mod position;
 pub mod schema;
