@@ -1,1 +1,3 @@
 //! PostgreSQL (and later other) sources.
+
+pub mod postgres;
