@@ -1,1 +1,114 @@
-fn main() {}
+//! `dbsync`: the command line and daemon wiring.
+
+mod check;
+mod daemon;
+mod offsets;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use engine::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "dbsync",
+    version,
+    about = "Native change-data-capture replication daemon"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the replication daemon (until SIGTERM/SIGINT, or until every task has ended).
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate the configuration and every source/target prerequisite; exit 0 when all pass.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show or reset stored source positions.
+    Offsets {
+        #[command(subcommand)]
+        action: OffsetsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum OffsetsAction {
+    /// Print each task's checkpoint.
+    Show {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        task: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a task's checkpoint: its next run copies the tables again.
+    Reset {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        task: String,
+    },
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("DBSYNC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("dbsync: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config_path = match &cli.command {
+        Command::Run { config } | Command::Check { config } => config,
+        Command::Offsets {
+            action: OffsetsAction::Show { config, .. } | OffsetsAction::Reset { config, .. },
+        } => config,
+    };
+    let config = match load(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_tracing(config.daemon.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dbsync: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Run { .. } => runtime.block_on(daemon::run(config)),
+        Command::Check { .. } => runtime.block_on(check::run(&config)),
+        Command::Offsets { action } => match action {
+            OffsetsAction::Show { task, json, .. } => offsets::show(&config, task.as_deref(), json),
+            OffsetsAction::Reset { task, .. } => offsets::reset(&config, &task),
+        },
+    }
+}

@@ -86,7 +86,10 @@ impl RocksCheckpointStore {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(3);
-        let cfs = vec![ColumnFamilyDescriptor::new(CF_CHECKPOINTS, Options::default())];
+        let cfs = vec![ColumnFamilyDescriptor::new(
+            CF_CHECKPOINTS,
+            Options::default(),
+        )];
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {
             let msg = e.to_string();
             if msg.contains("LOCK") || msg.contains("lock") {
@@ -95,6 +98,22 @@ impl RocksCheckpointStore {
                 ))
             } else {
                 open_err(msg)
+            }
+        })?;
+        Ok(Self {
+            db,
+            dir: dir.to_path_buf(),
+            write_lock: Mutex::new(()),
+        })
+    }
+
+    /// Opens an existing store read-only (works while a daemon holds it).
+    pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
+        let opts = Options::default();
+        let db = DB::open_cf_for_read_only(&opts, dir, [CF_CHECKPOINTS], false).map_err(|e| {
+            StoreError::Open {
+                dir: dir.to_path_buf(),
+                reason: format!("{e}; is data_dir right, and has dbsync run there yet?"),
             }
         })?;
         Ok(Self {
@@ -130,7 +149,10 @@ impl RocksCheckpointStore {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(), rocksdb::IteratorMode::Start) {
             let (k, v) = item.map_err(|e| StoreError::Io(e.to_string()))?;
-            let Some(task) = std::str::from_utf8(&k).ok().and_then(|k| k.strip_prefix("task/")) else {
+            let Some(task) = std::str::from_utf8(&k)
+                .ok()
+                .and_then(|k| k.strip_prefix("task/"))
+            else {
                 continue;
             };
             out.push((task.to_string(), decode(task, &v)?));
@@ -216,7 +238,10 @@ mod tests {
     fn second_open_of_the_same_dir_is_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let _s = RocksCheckpointStore::open(dir.path()).unwrap();
-        let err = RocksCheckpointStore::open(dir.path()).err().unwrap().to_string();
+        let err = RocksCheckpointStore::open(dir.path())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("another dbsync"), "{err}");
     }
 
@@ -228,7 +253,10 @@ mod tests {
         let c = decode("t", golden).unwrap();
         assert_eq!(c.stream, Some(Offset::postgres(Lsn(100), 0)));
         assert!(c.snapshot.completed);
-        assert_eq!(c.snapshot.tables["public.t"].last_key, Some(vec!["42".to_string()]));
+        assert_eq!(
+            c.snapshot.tables["public.t"].last_key,
+            Some(vec!["42".to_string()])
+        );
         assert_eq!(encode(&c), golden.to_vec());
         let err = decode("t", b"\x09{}").unwrap_err().to_string();
         assert!(err.contains("format version 9"), "{err}");

@@ -1,1 +1,3 @@
 //! Target writers.
+
+pub mod postgres;

@@ -48,7 +48,10 @@ SELECT c.oid, c.relreplident::text, a.attname, a.atttypid, a.atttypmod, a.attnot
  ORDER BY a.attnum";
 
 /// Loads one table; `None` when it does not exist.
-pub async fn load_table(client: &Client, id: &TableId) -> Result<Option<CatalogTable>, PgSourceError> {
+pub async fn load_table(
+    client: &Client,
+    id: &TableId,
+) -> Result<Option<CatalogTable>, PgSourceError> {
     let rows = client
         .query(COLUMNS_SQL, &[&id.schema, &id.name])
         .await
@@ -97,7 +100,11 @@ pub async fn load_table(client: &Client, id: &TableId) -> Result<Option<CatalogT
 }
 
 /// `format_type()` and the array element type of a type the stream announced.
-pub async fn describe_type(client: &Client, oid: u32, type_mod: i32) -> Result<(String, u32), PgSourceError> {
+pub async fn describe_type(
+    client: &Client,
+    oid: u32,
+    type_mod: i32,
+) -> Result<(String, u32), PgSourceError> {
     let row = client
         .query_one(
             "SELECT format_type($1, $2), CASE WHEN typcategory = 'A' THEN typelem ELSE 0::oid END
@@ -112,14 +119,20 @@ pub async fn describe_type(client: &Client, oid: u32, type_mod: i32) -> Result<(
 /// Whether the publication exists, and whether it is `FOR ALL TABLES`.
 pub async fn publication(client: &Client, name: &str) -> Result<Option<bool>, PgSourceError> {
     let row = client
-        .query_opt("SELECT puballtables FROM pg_publication WHERE pubname = $1", &[&name])
+        .query_opt(
+            "SELECT puballtables FROM pg_publication WHERE pubname = $1",
+            &[&name],
+        )
         .await
         .map_err(|e| PgSourceError::query("reading pg_publication", e))?;
     Ok(row.map(|r| r.get(0)))
 }
 
 /// The tables a publication covers.
-pub async fn publication_tables(client: &Client, name: &str) -> Result<Vec<TableId>, PgSourceError> {
+pub async fn publication_tables(
+    client: &Client,
+    name: &str,
+) -> Result<Vec<TableId>, PgSourceError> {
     let rows = client
         .query(
             "SELECT schemaname::text, tablename::text FROM pg_publication_tables
@@ -128,7 +141,10 @@ pub async fn publication_tables(client: &Client, name: &str) -> Result<Vec<Table
         )
         .await
         .map_err(|e| PgSourceError::query("reading pg_publication_tables", e))?;
-    Ok(rows.iter().map(|r| TableId::new(r.get::<_, String>(0), r.get::<_, String>(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| TableId::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect())
 }
 
 /// Creates the publication for `tables` (or all tables) when it is missing.
@@ -198,7 +214,9 @@ pub async fn slot(client: &Client, name: &str) -> Result<Option<SlotState>, PgSo
     Ok(row.map(|r| SlotState {
         plugin: r.get(0),
         database: r.get(1),
-        confirmed_flush: r.get::<_, Option<String>>(2).and_then(|s| Lsn::from_str(&s).ok()),
+        confirmed_flush: r
+            .get::<_, Option<String>>(2)
+            .and_then(|s| Lsn::from_str(&s).ok()),
         active: r.get(3),
         wal_status: r.get(4),
     }))

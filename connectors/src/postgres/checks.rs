@@ -119,7 +119,10 @@ pub async fn ensure_slot_usable(client: &Client, slot: &str) -> Result<String, P
 }
 
 /// Each table exists, is readable, and has a key the stream can identify rows by.
-pub async fn ensure_tables_replicable(client: &Client, tables: &[TableId]) -> Result<Vec<CatalogTable>, PgSourceError> {
+pub async fn ensure_tables_replicable(
+    client: &Client,
+    tables: &[TableId],
+) -> Result<Vec<CatalogTable>, PgSourceError> {
     let mut out = Vec::with_capacity(tables.len());
     let mut problems = Vec::new();
     for id in tables {
@@ -132,7 +135,9 @@ pub async fn ensure_tables_replicable(client: &Client, tables: &[TableId]) -> Re
                     .map_err(|e| q(e, "has_table_privilege"))?
                     .get(0);
                 if !readable {
-                    problems.push(format!("no SELECT privilege on {id}: GRANT SELECT ON {id} TO <dbsync user>"));
+                    problems.push(format!(
+                        "no SELECT privilege on {id}: GRANT SELECT ON {id} TO <dbsync user>"
+                    ));
                 }
                 if !t.has_key {
                     problems.push(format!(
@@ -164,8 +169,14 @@ pub async fn run_all(client: &Client, slot: &str, tables: &[TableId]) -> Vec<Che
         }
     }
     vec![
-        outcome("ensure_wal_level_logical", ensure_wal_level_logical(client).await),
-        outcome("ensure_replication_privilege", ensure_replication_privilege(client).await),
+        outcome(
+            "ensure_wal_level_logical",
+            ensure_wal_level_logical(client).await,
+        ),
+        outcome(
+            "ensure_replication_privilege",
+            ensure_replication_privilege(client).await,
+        ),
         outcome("ensure_free_slots", ensure_free_slots(client, slot).await),
         outcome("ensure_slot_usable", ensure_slot_usable(client, slot).await),
         outcome(

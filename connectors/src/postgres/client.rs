@@ -17,7 +17,10 @@ pub fn pg_config(cfg: &PostgresSourceConfig) -> Result<Config, PgSourceError> {
         .resolve()
         .map_err(|e| PgSourceError::Config(e.to_string()))?;
     let mut pc = Config::from_str(url.expose()).map_err(|e| {
-        PgSourceError::Config(format!("source url {} is not valid: {e}", cfg.url.redacted()))
+        PgSourceError::Config(format!(
+            "source url {} is not valid: {e}",
+            cfg.url.redacted()
+        ))
     })?;
     if let Some(var) = &cfg.password_env {
         let pw = password_from_env(var).map_err(|e| PgSourceError::Config(e.to_string()))?;

@@ -68,7 +68,10 @@ pub fn classify_pg(e: &tokio_postgres::Error) -> ErrorClass {
     match e.code() {
         Some(code) => {
             let c = code.code();
-            if ["08", "40", "53", "57", "58"].iter().any(|p| c.starts_with(p)) {
+            if ["08", "40", "53", "57", "58"]
+                .iter()
+                .any(|p| c.starts_with(p))
+            {
                 ErrorClass::Transient
             } else {
                 ErrorClass::Definite

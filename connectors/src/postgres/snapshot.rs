@@ -34,7 +34,10 @@ pub async fn begin(client: &Client, snapshot_name: Option<&str>) -> Result<(), P
         .map_err(|e| PgSourceError::query("starting the snapshot transaction", e))?;
     if let Some(name) = snapshot_name {
         client
-            .batch_execute(&format!("SET TRANSACTION SNAPSHOT '{}'", name.replace('\'', "''")))
+            .batch_execute(&format!(
+                "SET TRANSACTION SNAPSHOT '{}'",
+                name.replace('\'', "''")
+            ))
             .await
             .map_err(|e| PgSourceError::query("importing the slot's exported snapshot", e))?;
     }
@@ -65,9 +68,16 @@ pub fn chunk_sql(schema: &TableSchema, last_key: Option<&[String]>, limit: usize
             .zip(last)
             .map(|(&i, v)| typed_literal(v, &schema.columns[i].native_type))
             .collect();
-        sql.push_str(&format!(" WHERE ({}) > ({})", key_cols.join(", "), lits.join(", ")));
+        sql.push_str(&format!(
+            " WHERE ({}) > ({})",
+            key_cols.join(", "),
+            lits.join(", ")
+        ));
     }
-    sql.push_str(&format!(" ORDER BY {} LIMIT {limit}) TO STDOUT", key_cols.join(", ")));
+    sql.push_str(&format!(
+        " ORDER BY {} LIMIT {limit}) TO STDOUT",
+        key_cols.join(", ")
+    ));
     sql
 }
 
@@ -84,14 +94,22 @@ pub struct TableCopier<'a> {
 impl TableCopier<'_> {
     /// Copies the table into `events` (waiting when the pipeline is behind);
     /// returns `PgSourceError::Stopped` when `shutdown` fires.
-    pub async fn run(mut self, events: &mut EventSender, shutdown: &CancellationToken) -> Result<u64, PgSourceError> {
+    pub async fn run(
+        mut self,
+        events: &mut EventSender,
+        shutdown: &CancellationToken,
+    ) -> Result<u64, PgSourceError> {
         let id = self.table.id.clone();
         let started = std::time::Instant::now();
         let mut copied = 0u64;
         let mut fields: Vec<Option<String>> = Vec::with_capacity(self.table.columns.len());
         let mut line = Vec::new();
         loop {
-            let sql = chunk_sql(&self.table, self.progress.last_key.as_deref(), self.chunk_rows);
+            let sql = chunk_sql(
+                &self.table,
+                self.progress.last_key.as_deref(),
+                self.chunk_rows,
+            );
             let stream = self
                 .client
                 .copy_out(sql.as_str())
@@ -114,13 +132,20 @@ impl TableCopier<'_> {
                     split_copy_line(&line[start..end], &mut fields)
                         .map_err(|e| PgSourceError::Decode(format!("{id}: {e}")))?;
                     let row = self.decode_row(&mut fields)?;
-                    last_key = Some(self.table.key.iter().map(|&i| text_of(&fields, i)).collect());
+                    last_key = Some(
+                        self.table
+                            .key
+                            .iter()
+                            .map(|&i| text_of(&fields, i))
+                            .collect(),
+                    );
                     rows.push(row);
                     in_chunk += 1;
                     start = end + 1;
                     if rows.len() >= EMIT_ROWS {
                         copied += rows.len() as u64;
-                        self.emit_rows(events, shutdown, &mut rows, last_key.clone(), false).await?;
+                        self.emit_rows(events, shutdown, &mut rows, last_key.clone(), false)
+                            .await?;
                     }
                 }
                 line.drain(..start);
@@ -129,7 +154,8 @@ impl TableCopier<'_> {
             copied += rows.len() as u64;
             if !rows.is_empty() || done {
                 let key = last_key.or_else(|| self.progress.last_key.clone());
-                self.emit_rows(events, shutdown, &mut rows, key, done).await?;
+                self.emit_rows(events, shutdown, &mut rows, key, done)
+                    .await?;
             }
             if done {
                 break;

@@ -31,9 +31,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine::config::{PostgresSourceConfig, SourceConfig, SyncMode, TaskConfig};
-use engine::event::{Begin, Commit, Delete, Heartbeat, Insert, Relation, SnapshotDone, Truncate, Update};
+use engine::event::{
+    Begin, Commit, Delete, Heartbeat, Insert, Relation, SnapshotDone, Truncate, Update,
+};
 use engine::pgtext::{parse, SESSION_SETTINGS};
-use engine::{ChangeEvent, Checkpoint, Lsn, Offset, Row, Source, SourceContext, TableId, TableSchema, Value};
+use engine::{
+    ChangeEvent, Checkpoint, Lsn, Offset, Row, Source, SourceContext, TableId, TableSchema, Value,
+};
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
@@ -42,7 +46,9 @@ use super::checks::{self, CheckOutcome};
 use super::client::{connect, pg_config};
 use super::error::PgSourceError;
 use super::pgoutput::{self, PgOutput, RelationBody, TupleValue};
-use super::replication::{pg_epoch_us_to_utc, ReplicationConnection, ReplicationMessage, ReplicationStream};
+use super::replication::{
+    pg_epoch_us_to_utc, ReplicationConnection, ReplicationMessage, ReplicationStream,
+};
 use super::snapshot::{self, TableCopier};
 
 /// A PostgreSQL logical replication source for one task.
@@ -69,8 +75,13 @@ impl PostgresSource {
     }
 
     /// The tables this task replicates (creating the publication when allowed).
-    async fn resolve_tables(&self, client: &Client, create: bool) -> Result<Vec<TableId>, PgSourceError> {
-        catalog::ensure_publication(client, &self.publication, self.tables.as_deref(), create).await?;
+    async fn resolve_tables(
+        &self,
+        client: &Client,
+        create: bool,
+    ) -> Result<Vec<TableId>, PgSourceError> {
+        catalog::ensure_publication(client, &self.publication, self.tables.as_deref(), create)
+            .await?;
         let published = catalog::publication_tables(client, &self.publication).await?;
         match &self.tables {
             None => Ok(published),
@@ -118,7 +129,11 @@ impl PostgresSource {
                 Ok(t) => {
                     out.push(CheckOutcome {
                         name: "ensure_publication",
-                        result: Ok(format!("publication {} covers {} table(s)", self.publication, t.len())),
+                        result: Ok(format!(
+                            "publication {} covers {} table(s)",
+                            self.publication,
+                            t.len()
+                        )),
                     });
                     t
                 }
@@ -167,7 +182,9 @@ impl PostgresSource {
         let client = connect(&pc).await?;
         checks::ensure_wal_level_logical(&client).await?;
         checks::ensure_replication_privilege(&client).await?;
-        let tables = self.resolve_tables(&client, self.cfg.create_publication).await?;
+        let tables = self
+            .resolve_tables(&client, self.cfg.create_publication)
+            .await?;
         let catalog_tables = checks::ensure_tables_replicable(&client, &tables).await?;
         checks::ensure_slot_usable(&client, &self.slot).await?;
         let cp = ctx.checkpoint.clone().unwrap_or_else(Checkpoint::empty);
@@ -179,7 +196,8 @@ impl PostgresSource {
             if needs_snapshot {
                 // No stream follows, so no slot: one repeatable-read snapshot.
                 let point = catalog::current_lsn(&client).await?;
-                self.copy_tables(&client, &catalog_tables, &cp, None, ctx).await?;
+                self.copy_tables(&client, &catalog_tables, &cp, None, ctx)
+                    .await?;
                 self.emit_done(ctx, point).await?;
             }
             return Ok(());
@@ -190,18 +208,26 @@ impl PostgresSource {
             let point = if fresh {
                 if slot.is_some() {
                     warn!(slot = %self.slot, "dropping a replication slot left by a run that made nothing durable");
-                    repl.simple_query(&format!("DROP_REPLICATION_SLOT \"{}\" WAIT", self.slot)).await?;
+                    repl.simple_query(&format!("DROP_REPLICATION_SLOT \"{}\" WAIT", self.slot))
+                        .await?;
                 }
                 let info = repl.create_slot(&self.slot, true).await?;
                 info!(slot = %self.slot, consistent_point = %info.consistent_point, "created replication slot");
-                self.copy_tables(&client, &catalog_tables, &cp, info.snapshot_name.as_deref(), ctx)
-                    .await?;
+                self.copy_tables(
+                    &client,
+                    &catalog_tables,
+                    &cp,
+                    info.snapshot_name.as_deref(),
+                    ctx,
+                )
+                .await?;
                 info.consistent_point
             } else {
                 let s = slot.as_ref().ok_or_else(|| slot_gone(&self.slot))?;
                 let point = s.confirmed_flush.ok_or_else(|| slot_gone(&self.slot))?;
                 info!(slot = %self.slot, "resuming an interrupted snapshot");
-                self.copy_tables(&client, &catalog_tables, &cp, None, ctx).await?;
+                self.copy_tables(&client, &catalog_tables, &cp, None, ctx)
+                    .await?;
                 point
             };
             self.emit_done(ctx, point).await?;
@@ -213,9 +239,12 @@ impl PostgresSource {
                     let info = repl.create_slot(&self.slot, false).await?;
                     info!(slot = %self.slot, consistent_point = %info.consistent_point, "created replication slot");
                     // Record where the stream starts, so a restart resumes here.
-                    push(ctx, ChangeEvent::Heartbeat(Heartbeat {
-                        resume: Offset::postgres(info.consistent_point, 0),
-                    }))
+                    push(
+                        ctx,
+                        ChangeEvent::Heartbeat(Heartbeat {
+                            resume: Offset::postgres(info.consistent_point, 0),
+                        }),
+                    )
                     .await?;
                     info.consistent_point
                 }
@@ -235,7 +264,9 @@ impl PostgresSource {
                 }
             }
         };
-        let stream = repl.start_replication(&self.slot, start, &self.publication).await?;
+        let stream = repl
+            .start_replication(&self.slot, start, &self.publication)
+            .await?;
         info!(slot = %self.slot, start = %start, "streaming changes");
         let catalog_by_oid = catalog_tables.into_iter().map(|t| (t.oid, t)).collect();
         let mut streamer = Streamer {
@@ -286,9 +317,12 @@ impl PostgresSource {
     }
 
     async fn emit_done(&self, ctx: &mut SourceContext, point: Lsn) -> Result<(), PgSourceError> {
-        push(ctx, ChangeEvent::SnapshotDone(SnapshotDone {
-            consistent_point: Offset::postgres(point, 0),
-        }))
+        push(
+            ctx,
+            ChangeEvent::SnapshotDone(SnapshotDone {
+                consistent_point: Offset::postgres(point, 0),
+            }),
+        )
         .await?;
         tokio::select! {
             biased;
@@ -316,7 +350,10 @@ async fn all_user_tables(client: &Client) -> Result<Vec<TableId>, PgSourceError>
         )
         .await
         .map_err(|e| PgSourceError::query("listing tables", e))?;
-    Ok(rows.iter().map(|r| TableId::new(r.get::<_, String>(0), r.get::<_, String>(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| TableId::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect())
 }
 
 fn slot_gone(slot: &str) -> PgSourceError {
@@ -393,7 +430,12 @@ impl Streamer<'_> {
     }
 
     fn acked(&self) -> Lsn {
-        self.ctx.acked.borrow().as_ref().and_then(Offset::pg_lsn).unwrap_or_default()
+        self.ctx
+            .acked
+            .borrow()
+            .as_ref()
+            .and_then(Offset::pg_lsn)
+            .unwrap_or_default()
     }
 
     async fn maybe_send_status(&mut self) -> Result<(), PgSourceError> {
@@ -408,7 +450,9 @@ impl Streamer<'_> {
 
     async fn send_status(&mut self, reply: bool) -> Result<(), PgSourceError> {
         let flush = self.acked();
-        self.stream.send_status(self.last_received, flush, flush, reply).await?;
+        self.stream
+            .send_status(self.last_received, flush, flush, reply)
+            .await?;
         self.last_sent_flush = flush;
         self.last_status = Instant::now();
         Ok(())
@@ -431,7 +475,11 @@ impl Streamer<'_> {
         if self.ctx.events.is_full() {
             self.flush_events().await?;
         }
-        self.ctx.events.push(ev).await.map_err(|_| PgSourceError::Stopped)
+        self.ctx
+            .events
+            .push(ev)
+            .await
+            .map_err(|_| PgSourceError::Stopped)
     }
 
     fn next_offset(&mut self, what: &str) -> Result<Offset, PgSourceError> {
@@ -445,14 +493,23 @@ impl Streamer<'_> {
 
     fn table(&self, rel: u32) -> Result<Arc<TableSchema>, PgSourceError> {
         self.relations.get(&rel).cloned().ok_or_else(|| {
-            PgSourceError::Decode(format!("change for relation oid {rel} before its Relation message"))
+            PgSourceError::Decode(format!(
+                "change for relation oid {rel} before its Relation message"
+            ))
         })
     }
 
     async fn handle(&mut self, msg: PgOutput) -> Result<(), PgSourceError> {
         match msg {
-            PgOutput::Begin { final_lsn, commit_time_us, xid } => {
-                self.txn = Some(Txn { final_lsn, ordinal: 0 });
+            PgOutput::Begin {
+                final_lsn,
+                commit_time_us,
+                xid,
+            } => {
+                self.txn = Some(Txn {
+                    final_lsn,
+                    ordinal: 0,
+                });
                 self.emit(ChangeEvent::Begin(Begin {
                     offset: Offset::postgres(final_lsn, 0),
                     commit_time: Some(pg_epoch_us_to_utc(commit_time_us)),
@@ -460,7 +517,11 @@ impl Streamer<'_> {
                 }))
                 .await?;
             }
-            PgOutput::Commit { end_lsn, commit_time_us, .. } => {
+            PgOutput::Commit {
+                end_lsn,
+                commit_time_us,
+                ..
+            } => {
                 let offset = self.next_offset("Commit")?;
                 self.txn = None;
                 self.last_resume = self.last_resume.max(end_lsn);
@@ -476,31 +537,59 @@ impl Streamer<'_> {
                 let table = self.relation_schema(body).await?;
                 self.relations.insert(oid, table.clone());
                 let offset = self.next_offset("Relation")?;
-                self.emit(ChangeEvent::Relation(Relation { offset, table })).await?;
+                self.emit(ChangeEvent::Relation(Relation { offset, table }))
+                    .await?;
             }
             PgOutput::Insert { rel, new } => {
                 let table = self.table(rel)?;
                 let row = decode_tuple(&table, &new, false)?;
                 let offset = self.next_offset("Insert")?;
-                self.emit(ChangeEvent::Insert(Insert { offset, table, row })).await?;
+                self.emit(ChangeEvent::Insert(Insert { offset, table, row }))
+                    .await?;
             }
-            PgOutput::Update { rel, old, key_only_old, new } => {
+            PgOutput::Update {
+                rel,
+                old,
+                key_only_old,
+                new,
+            } => {
                 let table = self.table(rel)?;
-                let before = old.map(|o| decode_tuple(&table, &o, key_only_old)).transpose()?;
+                let before = old
+                    .map(|o| decode_tuple(&table, &o, key_only_old))
+                    .transpose()?;
                 let after = decode_tuple(&table, &new, false)?;
                 let offset = self.next_offset("Update")?;
-                self.emit(ChangeEvent::Update(Update { offset, table, before, after })).await?;
+                self.emit(ChangeEvent::Update(Update {
+                    offset,
+                    table,
+                    before,
+                    after,
+                }))
+                .await?;
             }
-            PgOutput::Delete { rel, old, key_only_old } => {
+            PgOutput::Delete {
+                rel,
+                old,
+                key_only_old,
+            } => {
                 let table = self.table(rel)?;
                 let before = decode_tuple(&table, &old, key_only_old)?;
                 let offset = self.next_offset("Delete")?;
-                self.emit(ChangeEvent::Delete(Delete { offset, table, before })).await?;
+                self.emit(ChangeEvent::Delete(Delete {
+                    offset,
+                    table,
+                    before,
+                }))
+                .await?;
             }
             PgOutput::Truncate { rels, .. } => {
-                let tables = rels.iter().map(|r| self.table(*r)).collect::<Result<Vec<_>, _>>()?;
+                let tables = rels
+                    .iter()
+                    .map(|r| self.table(*r))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let offset = self.next_offset("Truncate")?;
-                self.emit(ChangeEvent::Truncate(Truncate { offset, tables })).await?;
+                self.emit(ChangeEvent::Truncate(Truncate { offset, tables }))
+                    .await?;
             }
             PgOutput::Origin { .. } | PgOutput::Type { .. } | PgOutput::Message { .. } => {}
         }
@@ -510,9 +599,16 @@ impl Streamer<'_> {
     /// The schema of a relation the stream announced: the catalog's (with
     /// nullability, exact types and the primary key) when it matches the
     /// stream's columns, else built from the message itself.
-    async fn relation_schema(&mut self, body: RelationBody) -> Result<Arc<TableSchema>, PgSourceError> {
+    async fn relation_schema(
+        &mut self,
+        body: RelationBody,
+    ) -> Result<Arc<TableSchema>, PgSourceError> {
         let id = TableId::new(body.namespace.clone(), body.name.clone());
-        if let Some(t) = self.catalog.get(&body.oid).filter(|t| matches_relation(t, &body)) {
+        if let Some(t) = self
+            .catalog
+            .get(&body.oid)
+            .filter(|t| matches_relation(t, &body))
+        {
             return Ok(t.schema.clone());
         }
         if let Some(t) = catalog::load_table(&self.client, &id).await? {
@@ -526,7 +622,8 @@ impl Streamer<'_> {
         let mut columns = Vec::with_capacity(body.columns.len());
         let mut key = Vec::new();
         for (i, c) in body.columns.iter().enumerate() {
-            let (formatted, elem) = catalog::describe_type(&self.client, c.type_oid, c.type_mod).await?;
+            let (formatted, elem) =
+                catalog::describe_type(&self.client, c.type_oid, c.type_mod).await?;
             if c.key {
                 key.push(i);
             }
@@ -553,12 +650,18 @@ fn matches_relation(t: &CatalogTable, body: &RelationBody) -> bool {
             .iter()
             .zip(&t.columns)
             .zip(&body.columns)
-            .all(|((sc, cc), bc)| sc.name == bc.name && cc.type_oid == bc.type_oid && cc.type_mod == bc.type_mod)
+            .all(|((sc, cc), bc)| {
+                sc.name == bc.name && cc.type_oid == bc.type_oid && cc.type_mod == bc.type_mod
+            })
 }
 
 /// Decodes a pgoutput tuple into a row. In a key-only old tuple the non-key
 /// columns were not sent: they become `Unchanged`.
-fn decode_tuple(table: &TableSchema, tuple: &[TupleValue], key_only: bool) -> Result<Row, PgSourceError> {
+fn decode_tuple(
+    table: &TableSchema,
+    tuple: &[TupleValue],
+    key_only: bool,
+) -> Result<Row, PgSourceError> {
     if tuple.len() != table.columns.len() {
         return Err(PgSourceError::Decode(format!(
             "{}: tuple has {} columns, the relation {}",
@@ -578,10 +681,14 @@ fn decode_tuple(table: &TableSchema, tuple: &[TupleValue], key_only: bool) -> Re
             TupleValue::UnchangedToast => Value::Unchanged,
             TupleValue::Text(b) => {
                 let text = std::str::from_utf8(b).map_err(|_| {
-                    PgSourceError::Decode(format!("{} column {}: text is not UTF-8", table.id, col.name))
+                    PgSourceError::Decode(format!(
+                        "{} column {}: text is not UTF-8",
+                        table.id, col.name
+                    ))
                 })?;
-                parse(&col.data_type, text)
-                    .map_err(|e| PgSourceError::Decode(format!("{} column {}: {e}", table.id, col.name)))?
+                parse(&col.data_type, text).map_err(|e| {
+                    PgSourceError::Decode(format!("{} column {}: {e}", table.id, col.name))
+                })?
             }
             TupleValue::Binary(_) => {
                 return Err(PgSourceError::Decode(format!(
