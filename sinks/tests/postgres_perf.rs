@@ -218,6 +218,24 @@ async fn batch_size_figures() {
             assert_eq!(sum_qty(&c, &t.id.name).await, (total, 2 * total));
             line.push_str(&format!("  {name} new {new:>7.0} upd {upd:>7.0}"));
         }
+        for (name, delete) in [
+            ("unnest", DeleteStrategy::Unnest),
+            ("stage", DeleteStrategy::CopyStage),
+        ] {
+            let t = bench_table(&format!("d_{name}_{batch}"));
+            let tt = t.clone();
+            let mut s = sink_with(&pg, opts(UpsertStrategy::Auto, delete)).await;
+            run(&mut s, &t, 10_000, 1, total, |ids| {
+                upserts(&tt, ids.iter().map(|&i| row(i, 1)).collect(), true)
+            })
+            .await;
+            let del = run(&mut s, &t, batch, 1, total, |ids| {
+                deletes(&tt, ids.iter().map(|&i| vec![Value::Int64(i)]).collect())
+            })
+            .await;
+            assert_eq!(sum_qty(&c, &t.id.name).await, (0, 0));
+            line.push_str(&format!("  del-{name} {del:>7.0}"));
+        }
         report.push(line);
     }
     println!(
