@@ -12,7 +12,12 @@ use common::*;
 use engine::{DataType, Row, Sink, TableChanges, TableSchema, Value};
 use sinks::postgres::{DeleteStrategy, PgSinkOptions, PostgresSink, UpsertStrategy};
 
-const ROWS: i64 = 100_000;
+/// 100k rows for the figures; fewer in debug builds, which only check correctness.
+const ROWS: i64 = if cfg!(debug_assertions) {
+    20_000
+} else {
+    100_000
+};
 const BATCH: usize = 10_000;
 
 fn bench_table(name: &str) -> Arc<TableSchema> {
@@ -53,7 +58,7 @@ fn row(id: i64, version: i32) -> Row {
     ]
 }
 
-/// Applies `ROWS` rows in batches of `batch` rows, `per_txn` batches per
+/// Applies `total` rows in batches of `batch` rows, `per_txn` batches per
 /// transaction; returns rows/s.
 async fn run(
     s: &mut PostgresSink,
@@ -102,6 +107,7 @@ async fn apply_strategy_figures() {
     let pg = server().await;
     let c = client(&pg).await;
     let mut report = Vec::new();
+    let k = ROWS / 1000;
     let cases = [
         ("copy", UpsertStrategy::Copy, DeleteStrategy::Unnest),
         (
@@ -125,7 +131,7 @@ async fn apply_strategy_figures() {
         .await;
         assert_eq!(sum_qty(&c, &tn).await, (ROWS, ROWS));
         report.push(format!(
-            "{name:>14} upsert 100k new keys (likely_new): {r:>9.0} rows/s"
+            "{name:>14} upsert {k}k new keys (likely_new): {r:>9.0} rows/s"
         ));
 
         let r = run(&mut s, &t, BATCH, 10, ROWS, |ids| {
@@ -134,7 +140,7 @@ async fn apply_strategy_figures() {
         .await;
         assert_eq!(sum_qty(&c, &tn).await, (ROWS, 2 * ROWS));
         report.push(format!(
-            "{name:>14} upsert 100k conflicting keys:    {r:>9.0} rows/s"
+            "{name:>14} upsert {k}k conflicting keys:    {r:>9.0} rows/s"
         ));
 
         let r = run(&mut s, &t, BATCH, 10, ROWS, |ids| {
@@ -144,7 +150,7 @@ async fn apply_strategy_figures() {
         assert_eq!(sum_qty(&c, &tn).await, (0, 0));
         let dname = format!("{delete:?}");
         report.push(format!(
-            "{dname:>14} delete 100k keys:                {r:>9.0} rows/s"
+            "{dname:>14} delete {k}k keys:                {r:>9.0} rows/s"
         ));
 
         // New keys through the staging merge (likely_new = false).
@@ -154,7 +160,7 @@ async fn apply_strategy_figures() {
         .await;
         assert_eq!(sum_qty(&c, &tn).await, (ROWS, 3 * ROWS));
         report.push(format!(
-            "{name:>14} upsert 100k new keys (merge):    {r:>9.0} rows/s"
+            "{name:>14} upsert {k}k new keys (merge):    {r:>9.0} rows/s"
         ));
 
         let (n, _) = sum_qty(&c, &tn).await;
@@ -197,7 +203,7 @@ async fn batch_size_figures() {
     let c = client(&pg).await;
     let mut report = Vec::new();
     for batch in [1usize, 10, 100, 300, 1000, 3000, 10_000] {
-        let total = (batch as i64 * 100).clamp(1000, 50_000);
+        let total = (batch as i64 * 100).clamp(1000, ROWS / 2);
         let mut line = format!("batch {batch:>5}:");
         for (name, upsert) in [
             ("copy", UpsertStrategy::Copy),

@@ -189,15 +189,18 @@ pub fn add_columns_sql(schema: &TableSchema, missing: &[usize]) -> String {
 /// A column of an existing target table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetColumn {
+    /// The column name.
     pub name: String,
     /// `format_type` spelling.
     pub type_name: String,
+    /// Whether the type is an array type.
     pub is_array: bool,
 }
 
 /// What the catalog says about an existing target table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetTable {
+    /// Columns in table order.
     pub columns: Vec<TargetColumn>,
     /// Column names of every usable unique index (primary key included):
     /// valid, immediate, without predicate or expressions.

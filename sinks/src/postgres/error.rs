@@ -190,18 +190,28 @@ pub enum PgSinkError {
     Config(String),
     /// Connecting to the target (or preparing the session) failed.
     #[error("cannot connect to the target {target}: {failure}")]
-    Connect { target: String, failure: PgFailure },
+    Connect {
+        /// The target URL, password masked.
+        target: String,
+        /// What went wrong.
+        failure: PgFailure,
+    },
     /// A statement on a target table failed.
     #[error("{action} on target table {table} failed: {failure}")]
     Statement {
+        /// The target table.
         table: TableId,
+        /// What the sink was doing.
         action: &'static str,
+        /// What went wrong.
         failure: PgFailure,
     },
     /// `BEGIN`, `COMMIT` or `ROLLBACK` failed.
     #[error("{action} of the target transaction failed: {failure}")]
     Transaction {
+        /// `begin`, `commit` or `rollback`.
         action: &'static str,
+        /// What went wrong.
         failure: PgFailure,
     },
     /// The target table does not fit the source schema; the message says how to fix it.
@@ -209,7 +219,12 @@ pub enum PgSinkError {
     Schema(String),
     /// A row the sink must not write (a bug upstream of the sink).
     #[error("cannot write to target table {table}: {message}")]
-    InvalidRow { table: TableId, message: String },
+    InvalidRow {
+        /// The target table.
+        table: TableId,
+        /// What is wrong with the row (never its values).
+        message: String,
+    },
 }
 
 impl PgSinkError {

@@ -1,14 +1,20 @@
 //! The PostgreSQL sink: writes coalesced changes into a PostgreSQL target
 //! inside one target transaction per pipeline batch.
 //!
-//! - Upserts of large batches travel with `COPY ... FROM STDIN` (text format)
-//!   into a session temp staging table and are merged with
-//!   `INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE`; when the keys are
-//!   probably new, they are copied straight into the target under a
-//!   savepoint first. Small batches use prepared multi-row
-//!   `INSERT ... VALUES ... ON CONFLICT` statements (one round trip).
+//! - Upserts of probably-new keys (`likely_new`, 100 rows or more) are
+//!   copied straight into the target with `COPY ... FROM STDIN` (text
+//!   format) under a savepoint; on a unique violation the savepoint is rolled
+//!   back and the rows are merged instead.
+//! - Other large upsert batches (5000 rows or more) are copied into a
+//!   session temp staging table and merged with
+//!   `INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE`.
+//! - Smaller batches use prepared multi-row `INSERT ... VALUES ... ON
+//!   CONFLICT` statements with text parameters, pipelined (a `COPY` costs
+//!   more round trips and a fixed server-side setup).
 //! - Deletes bind one array per key column and join it with `unnest`.
 //! - Partial updates set only the columns that carry a value.
+//! - `BEGIN` travels with the first statement of a transaction; follow-up
+//!   statements are pipelined behind a `COPY`.
 //!
 //! Identifiers are always quoted; values never appear in SQL text.
 
@@ -50,7 +56,9 @@ pub enum DeleteStrategy {
 /// alternatives exist for measurement.
 #[derive(Debug, Clone)]
 pub struct PgSinkOptions {
+    /// How upserts are written.
     pub upsert: UpsertStrategy,
+    /// How deletes are written.
     pub delete: DeleteStrategy,
     /// With [`UpsertStrategy::Auto`]: `likely_new` batches of at least this
     /// many rows are copied straight into the target.
@@ -68,7 +76,7 @@ impl Default for PgSinkOptions {
         Self {
             upsert: UpsertStrategy::Auto,
             delete: DeleteStrategy::Unnest,
-            copy_min_rows_new: 200,
+            copy_min_rows_new: 100,
             copy_min_rows: 5000,
             values_rows: 1000,
         }

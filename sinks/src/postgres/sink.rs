@@ -92,6 +92,9 @@ impl PostgresSink {
         if pg.get_application_name().is_none() {
             pg.application_name("dbsync");
         }
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(std::time::Duration::from_secs(30));
+        }
         let connect_err = |e: &tokio_postgres::Error| PgSinkError::Connect {
             target: shown.clone(),
             failure: PgFailure::from_driver(e),
@@ -180,12 +183,14 @@ impl PostgresSink {
             info!(table = %id, columns = ?names, "added columns to target table");
             changed = true;
         }
+        let mut ddl_in = (changed && self.in_txn).then_some(self.txn);
         if let Some(old) = self.tables.remove(id) {
+            // A table created earlier in this transaction still goes with it.
+            ddl_in = ddl_in.or(old.ddl_in);
             self.drop_stages(&old).await;
         }
         let sql = TableSql::new(schema, self.next_stage, key_types.as_deref());
         self.next_stage += 1;
-        let ddl_in = (changed && self.in_txn).then_some(self.txn);
         self.tables
             .insert(id.clone(), TableState::new(schema.clone(), sql, ddl_in));
         debug!(table = %id, "target table ready");

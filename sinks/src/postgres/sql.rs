@@ -99,15 +99,21 @@ pub struct TableSql {
     pub copy_target: String,
     /// `pg_temp."dbsync_stage_N"`: rows to merge.
     pub stage: String,
+    /// `CREATE TEMP TABLE IF NOT EXISTS stage ON COMMIT DELETE ROWS AS SELECT cols FROM target WITH NO DATA`.
     pub create_stage: String,
+    /// `COPY stage (cols) FROM STDIN`.
     pub copy_stage: String,
+    /// `TRUNCATE stage` (before a second use in one transaction).
     pub truncate_stage: String,
     /// `INSERT INTO target (cols) SELECT cols FROM stage ON CONFLICT ...`.
     pub merge: String,
     /// `pg_temp."dbsync_keys_N"`: keys to delete.
     pub key_stage: String,
+    /// Creates the key stage (key columns only).
     pub create_key_stage: String,
+    /// `COPY key stage (key cols) FROM STDIN`.
     pub copy_key_stage: String,
+    /// `TRUNCATE key stage`.
     pub truncate_key_stage: String,
     /// `DELETE FROM target USING key stage WHERE ...`.
     pub delete_staged: String,
