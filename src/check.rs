@@ -4,9 +4,10 @@
 
 use std::process::ExitCode;
 
-use connectors::postgres::source::PostgresSource;
-use engine::config::{Config, TargetConfig};
-use sinks::postgres::PostgresSink;
+use engine::config::Config;
+use engine::CheckOutcome;
+
+use crate::dispatch::{AnySink, AnySource};
 
 fn line(ok: bool, name: &str, text: &str) {
     println!("{} {name}: {text}", if ok { "ok  " } else { "FAIL" });
@@ -32,35 +33,22 @@ pub async fn run(config: &Config) -> ExitCode {
     }
     for task in &config.tasks {
         println!("task {}:", task.name);
-        match PostgresSource::new(task) {
-            Ok(source) => {
-                for c in source.check().await {
-                    match c.result {
-                        Ok(detail) => line(true, c.name, &detail),
-                        Err(problem) => {
-                            failures += 1;
-                            line(false, c.name, &problem);
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                failures += 1;
-                line(false, "source", &e.to_string());
-            }
-        }
-        match &task.target {
-            TargetConfig::Postgresql(t) => match PostgresSink::connect(t).await {
-                Ok(_) => line(
-                    true,
-                    "ensure_target_reachable",
-                    &format!("connected to {}", t.url.redacted()),
-                ),
-                Err(e) => {
+        let mut outcomes: Vec<CheckOutcome> = match AnySource::for_task(task) {
+            Ok(source) => source.check().await,
+            Err(e) => vec![CheckOutcome {
+                name: "source",
+                result: Err(e.to_string()),
+            }],
+        };
+        outcomes.extend(AnySink::check(task).await);
+        for c in outcomes {
+            match c.result {
+                Ok(detail) => line(true, c.name, &detail),
+                Err(problem) => {
                     failures += 1;
-                    line(false, "ensure_target_reachable", &e.to_string());
+                    line(false, c.name, &problem);
                 }
-            },
+            }
         }
     }
     if failures == 0 {

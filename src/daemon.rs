@@ -6,15 +6,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use connectors::postgres::source::PostgresSource;
-use engine::config::{Config, TargetConfig, TaskConfig};
+use engine::config::{Config, TaskConfig};
 use engine::mapping::TableRouter;
 use engine::pipeline::{run_pipeline, PipelineOptions, RunOutcome, TaskStats};
 use engine::CheckpointStore;
 use metastore::RocksCheckpointStore;
-use sinks::postgres::PostgresSink;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn, Instrument};
+
+use crate::dispatch::{AnySink, AnySource};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -140,10 +140,8 @@ async fn run_once(
     stats: Arc<TaskStats>,
     shutdown: CancellationToken,
 ) -> engine::Result<RunOutcome> {
-    let source = PostgresSource::new(task)?;
-    let sink = match &task.target {
-        TargetConfig::Postgresql(t) => PostgresSink::connect(t).await?,
-    };
+    let source = AnySource::for_task(task)?;
+    let sink = AnySink::connect(task).await?;
     run_pipeline(
         &task.name,
         source,

@@ -2,6 +2,7 @@
 
 mod check;
 mod daemon;
+mod dispatch;
 mod offsets;
 
 use std::path::PathBuf;

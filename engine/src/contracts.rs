@@ -135,6 +135,14 @@ pub trait CheckpointStore: Send + Sync + 'static {
     fn reset(&self, task: &str) -> Result<()>;
 }
 
+/// The outcome of one named prerequisite check (`ensure_*`), as `dbsync check` prints it.
+#[derive(Debug, Clone)]
+pub struct CheckOutcome {
+    pub name: &'static str,
+    /// `Ok(detail)` or `Err(problem and how to fix it)`.
+    pub result: std::result::Result<String, String>,
+}
+
 /// Checks that `next` does not move the stream offset of `prev` backward.
 /// Stores call this before writing.
 pub fn check_monotonic(prev: Option<&Checkpoint>, next: &Checkpoint) -> Result<()> {

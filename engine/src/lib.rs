@@ -15,8 +15,8 @@ pub mod schema;
 pub mod value;
 
 pub use contracts::{
-    check_monotonic, CheckpointStore, EventSender, PartialUpdate, Sink, Source, SourceContext,
-    TableChanges,
+    check_monotonic, CheckOutcome, CheckpointStore, EventSender, PartialUpdate, Sink, Source,
+    SourceContext, TableChanges,
 };
 pub use error::{Error, ErrorClass, Result};
 pub use event::ChangeEvent;

@@ -7,13 +7,7 @@ use tokio_postgres::Client;
 use super::catalog::{self, CatalogTable};
 use super::error::PgSourceError;
 
-/// The outcome of one named check.
-#[derive(Debug, Clone)]
-pub struct CheckOutcome {
-    pub name: &'static str,
-    /// `Ok(detail)` or `Err(problem and fix)`.
-    pub result: Result<String, String>,
-}
+pub use engine::CheckOutcome;
 
 fn q(e: tokio_postgres::Error, what: &str) -> PgSourceError {
     PgSourceError::query(what, e)

@@ -7,7 +7,6 @@
 //! a secret).
 
 use std::collections::HashSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -15,136 +14,13 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::schema::TableId;
 
-/// A secret string: `Debug` and `Display` print `***`.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
+mod mapping;
+mod postgres;
+mod secret;
 
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    /// The secret itself: pass it to a driver, never to a log or an error.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// A connection URL as written in the config (`${NAME}` references unresolved).
-/// Printing it masks any password in the user-info part.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct ConnUrl(String);
-
-impl ConnUrl {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    /// Resolves `${NAME}` references from the environment. The result is a
-    /// secret (it may now contain a password).
-    pub fn resolve(&self) -> Result<Secret> {
-        interpolate(&self.0, |name| std::env::var(name).ok()).map(Secret)
-    }
-
-    /// The URL with any password replaced by `***`.
-    pub fn redacted(&self) -> String {
-        redact_url(&self.0)
-    }
-}
-
-impl fmt::Debug for ConnUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.redacted())
-    }
-}
-
-impl fmt::Display for ConnUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
-
-/// Masks the password of `scheme://user:password@host/...` and of
-/// `password=...` key/value pairs.
-pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let rest_start = scheme_end + 3;
-        let authority_end = out[rest_start..]
-            .find(['/', '?'])
-            .map_or(out.len(), |i| rest_start + i);
-        if let Some(at) = out[rest_start..authority_end].rfind('@') {
-            let userinfo = &out[rest_start..rest_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                let start = rest_start + colon + 1;
-                out.replace_range(start..rest_start + at, "***");
-            }
-        }
-    }
-    // key=value forms, also inside a query string
-    let mut result = String::with_capacity(out.len());
-    let mut rest = out.as_str();
-    while let Some(i) = rest.find("password=") {
-        result.push_str(&rest[..i + "password=".len()]);
-        rest = &rest[i + "password=".len()..];
-        let end = rest.find([' ', '&']).unwrap_or(rest.len());
-        result.push_str("***");
-        rest = &rest[end..];
-    }
-    result.push_str(rest);
-    result
-}
-
-/// Replaces `${NAME}` with `lookup(NAME)`; a missing variable is an error
-/// naming it (never its value).
-pub fn interpolate(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String> {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| {
-            Error::Config("unterminated ${...} reference in a connection URL".into())
-        })?;
-        let name = &after[..end];
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(Error::Config(format!(
-                "invalid environment variable name {name:?} in a connection URL"
-            )));
-        }
-        let value = lookup(name).ok_or_else(|| {
-            Error::Config(format!(
-                "environment variable {name} is not set (referenced as ${{{name}}} in a connection URL)"
-            ))
-        })?;
-        out.push_str(&value);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-/// Reads the environment variable holding a password.
-pub fn password_from_env(var: &str) -> Result<Secret> {
-    std::env::var(var).map(Secret).map_err(|_| {
-        Error::Config(format!(
-            "environment variable {var} (password_env) is not set"
-        ))
-    })
-}
+pub use mapping::MappingConfig;
+pub use postgres::{PostgresSourceConfig, PostgresTargetConfig};
+pub use secret::{interpolate, password_from_env, redact_url, ConnUrl, Secret};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -274,68 +150,6 @@ pub enum TargetConfig {
     Postgresql(PostgresTargetConfig),
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresSourceConfig {
-    /// `postgres://user@host:port/db`; `${NAME}` is read from the environment.
-    pub url: ConnUrl,
-    /// Environment variable holding the password (instead of putting it in the URL).
-    pub password_env: Option<String>,
-    /// Logical replication slot; default `dbsync_<task>`.
-    pub slot: Option<String>,
-    /// Publication; default `dbsync_<task>`.
-    pub publication: Option<String>,
-    /// Create the publication when it does not exist (for the mapped tables,
-    /// or all tables when there is no mapping).
-    #[serde(default = "yes")]
-    pub create_publication: bool,
-    /// Rows per snapshot chunk (the unit of resume).
-    #[serde(default = "default_snapshot_chunk_rows")]
-    pub snapshot_chunk_rows: usize,
-    /// Seconds between standby status updates sent to the server.
-    #[serde(default = "default_status_interval")]
-    pub status_interval_secs: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresTargetConfig {
-    pub url: ConnUrl,
-    pub password_env: Option<String>,
-    /// Create missing target tables from the source schema.
-    #[serde(default = "yes")]
-    pub create_tables: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-fn default_snapshot_chunk_rows() -> usize {
-    50_000
-}
-fn default_status_interval() -> u64 {
-    10
-}
-
-/// Routes one source table to one target table.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MappingConfig {
-    /// `schema.table` in the source.
-    pub source: String,
-    /// `schema.table` in the target (default: same as `source`).
-    pub target: Option<String>,
-}
-
-impl MappingConfig {
-    pub fn source_id(&self) -> TableId {
-        TableId::parse(&self.source, "public")
-    }
-    pub fn target_id(&self) -> TableId {
-        TableId::parse(self.target.as_deref().unwrap_or(&self.source), "public")
-    }
-}
-
 impl TaskConfig {
     pub fn slot_name(&self) -> String {
         match &self.source {
@@ -373,33 +187,12 @@ impl TaskConfig {
             ));
         }
         match &self.source {
-            SourceConfig::Postgresql(c) => {
-                for (what, name) in [
-                    ("slot", self.slot_name()),
-                    ("publication", self.publication_name()),
-                ] {
-                    if name.is_empty()
-                        || name.len() > 63
-                        || !name
-                            .chars()
-                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                    {
-                        return Err(bad(format!(
-                            "{what} name {name:?} must be 1-63 characters of a-z, 0-9 and '_'"
-                        )));
-                    }
-                }
-                if c.snapshot_chunk_rows == 0 {
-                    return Err(bad("snapshot_chunk_rows must be greater than 0".into()));
-                }
-                if c.status_interval_secs == 0 {
-                    return Err(bad("status_interval_secs must be greater than 0".into()));
-                }
-                check_url(&c.url, "source")?;
-            }
+            SourceConfig::Postgresql(c) => c
+                .validate(&self.slot_name(), &self.publication_name())
+                .map_err(bad)?,
         }
         match &self.target {
-            TargetConfig::Postgresql(c) => check_url(&c.url, "target")?,
+            TargetConfig::Postgresql(c) => c.validate().map_err(bad)?,
         }
         let mut seen = HashSet::new();
         for m in &self.mapping {
@@ -412,17 +205,6 @@ impl TaskConfig {
         }
         Ok(())
     }
-}
-
-fn check_url(url: &ConnUrl, what: &str) -> Result<()> {
-    let s = &url.0;
-    if !(s.starts_with("postgres://") || s.starts_with("postgresql://")) {
-        return Err(Error::Config(format!(
-            "{what} url {} must start with postgres:// or postgresql://",
-            url.redacted()
-        )));
-    }
-    Ok(())
 }
 
 /// Lowercases and replaces anything outside `[a-z0-9_]` with `_`.
