@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::schema::TableId;
 
 mod mapping;
 mod postgres;
@@ -266,6 +265,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::TableId;
 
     const MINIMAL: &str = r#"
 [daemon]
