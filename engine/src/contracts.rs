@@ -46,6 +46,10 @@ pub trait Source: Send + 'static {
 /// What a running [`Source`] is given.
 pub struct SourceContext {
     pub task: String,
+    /// Durable side state of the source (e.g. a binlog source's schema
+    /// history), kept next to the checkpoints: see
+    /// [`CheckpointStore::put_source_state`].
+    pub store: Arc<dyn CheckpointStore>,
     /// The last durable checkpoint (`None` on the first run).
     pub checkpoint: Option<Checkpoint>,
     pub events: EventSender,
@@ -128,11 +132,20 @@ pub trait Sink: Send + 'static {
 /// - A checkpoint never moves backward: `save` with a stream offset lower than
 ///   the stored one fails with an error and leaves the stored one in place.
 /// - `load` returns the last successfully saved checkpoint.
-/// - `reset` forgets a task's checkpoint (operators only: it means a re-sync).
+/// - `reset` forgets a task's checkpoint and its source state (operators
+///   only: it means a re-sync).
+/// - Source state is a small key/value space per task for what a source must
+///   remember beside its position (a binlog source's schema history, keyed by
+///   position so that old events decode with the schema of their time).
+///   `put_source_state` is synced like `save`.
 pub trait CheckpointStore: Send + Sync + 'static {
     fn load(&self, task: &str) -> Result<Option<Checkpoint>>;
     fn save(&self, task: &str, checkpoint: &Checkpoint) -> Result<()>;
     fn reset(&self, task: &str) -> Result<()>;
+    fn put_source_state(&self, task: &str, key: &str, value: &[u8]) -> Result<()>;
+    fn delete_source_state(&self, task: &str, key: &str) -> Result<()>;
+    /// Every entry whose key starts with `prefix`, in key order.
+    fn source_state(&self, task: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
 }
 
 /// The outcome of one named prerequisite check (`ensure_*`), as `dbsync check` prints it.

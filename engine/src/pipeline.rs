@@ -107,6 +107,7 @@ pub async fn run_pipeline<S: Source, K: Sink>(
     let source_stop = shutdown.child_token();
     let ctx = SourceContext {
         task: task.to_string(),
+        store: store.clone(),
         checkpoint: checkpoint.clone(),
         events: EventSender::new(tx, opts.chunk_events, opts.chunk_bytes),
         acked: ack_rx,

@@ -14,6 +14,8 @@ use engine::{check_monotonic, Checkpoint, CheckpointStore};
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteOptions, DB};
 
 const CF_CHECKPOINTS: &str = "checkpoints";
+/// Per-task source state, keyed `<task>\0<key>`.
+const CF_SOURCE_STATE: &str = "source_state";
 /// On-disk format of checkpoint values. Bump it, and keep reading the old
 /// one, when `Checkpoint`'s serialized form changes incompatibly.
 pub const FORMAT_VERSION: u8 = 1;
@@ -43,6 +45,13 @@ pub struct RocksCheckpointStore {
 
 fn key(task: &str) -> Vec<u8> {
     format!("task/{task}").into_bytes()
+}
+
+fn state_key(task: &str, key: &str) -> Vec<u8> {
+    let mut k = task.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
 }
 
 /// Encodes a checkpoint as stored on disk.
@@ -86,10 +95,10 @@ impl RocksCheckpointStore {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(3);
-        let cfs = vec![ColumnFamilyDescriptor::new(
-            CF_CHECKPOINTS,
-            Options::default(),
-        )];
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(CF_CHECKPOINTS, Options::default()),
+            ColumnFamilyDescriptor::new(CF_SOURCE_STATE, Options::default()),
+        ];
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {
             let msg = e.to_string();
             if msg.contains("LOCK") || msg.contains("lock") {
@@ -110,12 +119,12 @@ impl RocksCheckpointStore {
     /// Opens an existing store read-only (works while a daemon holds it).
     pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
         let opts = Options::default();
-        let db = DB::open_cf_for_read_only(&opts, dir, [CF_CHECKPOINTS], false).map_err(|e| {
-            StoreError::Open {
+        let cfs = DB::list_cf(&opts, dir).unwrap_or_else(|_| vec![CF_CHECKPOINTS.to_string()]);
+        let db =
+            DB::open_cf_for_read_only(&opts, dir, cfs, false).map_err(|e| StoreError::Open {
                 dir: dir.to_path_buf(),
                 reason: format!("{e}; is data_dir right, and has dbsync run there yet?"),
-            }
-        })?;
+            })?;
         Ok(Self {
             db,
             dir: dir.to_path_buf(),
@@ -131,6 +140,12 @@ impl RocksCheckpointStore {
         self.db
             .cf_handle(CF_CHECKPOINTS)
             .expect("column family created at open")
+    }
+
+    fn state_cf(&self) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db.cf_handle(CF_SOURCE_STATE).ok_or_else(|| {
+            StoreError::Io("the store was opened without its source_state column family".into())
+        })
     }
 
     fn get(&self, task: &str) -> Result<Option<Checkpoint>, StoreError> {
@@ -184,10 +199,53 @@ impl CheckpointStore for RocksCheckpointStore {
 
     fn reset(&self, task: &str) -> engine::Result<()> {
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete_cf(self.cf(), key(task));
+        for (k, _) in self.source_state(task, "")? {
+            batch.delete_cf(self.state_cf()?, state_key(task, &k));
+        }
         self.db
-            .delete_cf_opt(self.cf(), key(task), &Self::synced())
+            .write_opt(batch, &Self::synced())
             .map_err(|e| StoreError::Io(e.to_string()))?;
         Ok(())
+    }
+
+    fn put_source_state(&self, task: &str, key: &str, value: &[u8]) -> engine::Result<()> {
+        self.db
+            .put_cf_opt(
+                self.state_cf()?,
+                state_key(task, key),
+                value,
+                &Self::synced(),
+            )
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(())
+    }
+
+    fn delete_source_state(&self, task: &str, key: &str) -> engine::Result<()> {
+        self.db
+            .delete_cf_opt(self.state_cf()?, state_key(task, key), &Self::synced())
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(())
+    }
+
+    fn source_state(&self, task: &str, prefix: &str) -> engine::Result<Vec<(String, Vec<u8>)>> {
+        let start = state_key(task, prefix);
+        let task_prefix = state_key(task, "");
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.state_cf()?,
+            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item.map_err(|e| StoreError::Io(e.to_string()))?;
+            if !k.starts_with(&start) {
+                break;
+            }
+            let name = String::from_utf8_lossy(&k[task_prefix.len()..]).into_owned();
+            out.push((name, v.to_vec()));
+        }
+        Ok(out)
     }
 }
 
@@ -232,6 +290,30 @@ mod tests {
         s.reset("t").unwrap();
         assert_eq!(s.load("t").unwrap(), None);
         s.save("t", &cp(1)).unwrap();
+    }
+
+    #[test]
+    fn source_state_is_per_task_ordered_and_reset_with_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RocksCheckpointStore::open(dir.path()).unwrap();
+        s.put_source_state("a", "schema/0002", b"two").unwrap();
+        s.put_source_state("a", "schema/0001", b"one").unwrap();
+        s.put_source_state("a", "other", b"x").unwrap();
+        s.put_source_state("ab", "schema/0001", b"not a").unwrap();
+        let got = s.source_state("a", "schema/").unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("schema/0001".to_string(), b"one".to_vec()),
+                ("schema/0002".to_string(), b"two".to_vec())
+            ]
+        );
+        s.delete_source_state("a", "schema/0001").unwrap();
+        assert_eq!(s.source_state("a", "schema/").unwrap().len(), 1);
+        s.save("a", &cp(1)).unwrap();
+        s.reset("a").unwrap();
+        assert!(s.source_state("a", "").unwrap().is_empty());
+        assert_eq!(s.source_state("ab", "").unwrap().len(), 1);
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! never depend on the machine's own services. As root (CI), the server runs as
 //! the `postgres` user (PostgreSQL refuses root) on a directory it owns.
 //! Missing server binaries are a loud failure with the install hint.
+//! [`MariaDbServer`] does the same for MariaDB.
+
+pub mod mariadb;
+
+pub use mariadb::{MariaDbOptions, MariaDbServer};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -57,7 +62,7 @@ const INSTALL_HINT: &str = "PostgreSQL server binaries (initdb, pg_ctl, postgres
 Install them with `apt-get install postgresql` (Debian/Ubuntu), or point DBSYNC_PG_BINDIR at the \
 directory holding initdb.";
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // The effective uid, without unsafe code.
     Command::new("id")
         .arg("-u")
@@ -114,7 +119,7 @@ pub fn free_port() -> u16 {
         .expect("binding an ephemeral loopback port")
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<Output, String> {
+pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<Output, String> {
     let out = cmd
         .output()
         .map_err(|e| format!("{what}: cannot run: {e}"))?;
