@@ -11,7 +11,8 @@
 //!
 //! `DBSYNC_BENCH_SCALE` (default 1.0) scales the row counts,
 //! `DBSYNC_BENCH_OUT` names a file that receives the markdown table too, and
-//! `DBSYNC_BENCH_TUNED_BATCH` adds a second dbsync run with that `batch_size`.
+//! `DBSYNC_BENCH_TUNED_BATCH` adds a second dbsync run with that `batch_size`,
+//! `DBSYNC_BENCH_LOG_DIR` keeps the dbsync logs there.
 //! See docs/BENCHMARKS.md.
 
 use std::fmt::{Display, Write as _};
@@ -37,9 +38,15 @@ const ROW_EXPR: &str = "g, 'name-' || g, (g % 100000) / 100.0, \
 const TXN_ROWS: i64 = 1000;
 const POLL: Duration = Duration::from_millis(25);
 const TIMEOUT: Duration = Duration::from_secs(1800);
+/// How long a caught-up consumer may take to release its slot (see [`settle`]).
+const SETTLE_MAX: Duration = Duration::from_secs(30);
 /// `/proc/PID/stat` times are in clock ticks of 1/100 s on Linux.
 const CLK_TCK: f64 = 100.0;
 const SNAPSHOT_DONE: &str = "snapshot complete";
+/// Native initial copy done: every relation of the subscription is `r` (ready).
+const NATIVE_COPY_DONE: &str =
+    "SELECT count(*) > 0 AND bool_and(srsubstate = 'r') FROM pg_subscription_rel \
+     WHERE srsubid = (SELECT oid FROM pg_subscription WHERE subname = 'bench_sub')";
 
 trait Ctx<T> {
     fn ctx(self, what: impl Display) -> R<T>;
@@ -69,32 +76,6 @@ async fn digest(c: &Client) -> R<(i64, String)> {
     Ok((row.get(0), row.get(1)))
 }
 
-/// Row counts of each workload, scaled.
-struct Sizes {
-    initial: i64,
-    inserts: i64,
-    updates: i64,
-    deletes: i64,
-    singles: i64,
-}
-
-impl Sizes {
-    fn new(scale: f64) -> Self {
-        // Multiples of whole 1000-row transactions, at least one.
-        let txns = |n: f64| ((n * scale / TXN_ROWS as f64).round() as i64).max(1) * TXN_ROWS;
-        let updates = txns(200_000.0);
-        let deletes = txns(100_000.0);
-        Self {
-            // Updates and deletes touch rows of the initial copy.
-            initial: txns(1_000_000.0).max(updates + deletes),
-            inserts: txns(500_000.0),
-            updates,
-            deletes,
-            singles: ((20_000.0 * scale).round() as i64).max(10),
-        }
-    }
-}
-
 /// One backlog: generated on the source, then consumed by every consumer.
 struct Workload {
     name: String,
@@ -109,81 +90,77 @@ struct Workload {
     verify: String,
 }
 
-fn workloads(s: &Sizes) -> Vec<Workload> {
+/// A `DO` block running `body` for `var` in `0..=last`, committing each time.
+fn txn_loop(var: &str, last: i64, body: &str) -> String {
+    format!("DO $$ BEGIN FOR {var} IN 0..{last} LOOP {body}; COMMIT; END LOOP; END $$")
+}
+
+/// The five workloads with their row counts scaled; ids: initial copy
+/// `1..=I`, inserts after it, updates `1..=U`, deletes `U+1..=U+D`,
+/// single-row inserts after the inserts.
+fn workloads(scale: f64) -> Vec<Workload> {
+    // Whole 1000-row transactions, at least one.
+    let txns = |n: f64| ((n * scale / TXN_ROWS as f64).round() as i64).max(1) * TXN_ROWS;
+    let (updates, deletes) = (txns(200_000.0), txns(100_000.0));
+    let initial = txns(1_000_000.0).max(updates + deletes);
+    let inserts = txns(500_000.0);
+    let singles = ((20_000.0 * scale).round() as i64).max(10);
     let batches = |n: i64| n / TXN_ROWS - 1;
-    let ins_lo = s.initial;
-    let ins_hi = ins_lo + s.inserts;
-    let after_deletes = ins_hi - s.deletes;
+    let ins_lo = initial;
+    let ins_hi = ins_lo + inserts;
+    let after_deletes = ins_hi - deletes;
     let single_lo = ins_hi;
-    let single_hi = single_lo + s.singles;
-    let total = after_deletes + s.singles;
+    let single_hi = single_lo + singles;
+    let total = after_deletes + singles;
     vec![
         Workload {
             name: "initial copy".into(),
-            rows: s.initial,
-            generate: format!(
-                "INSERT INTO t SELECT {ROW_EXPR} FROM generate_series(1, {}) g",
-                s.initial
-            ),
+            rows: initial,
+            generate: format!("INSERT INTO t SELECT {ROW_EXPR} FROM generate_series(1, {initial}) g"),
             sentinel: None,
-            verify: format!("SELECT count(*) = {} FROM t", s.initial),
+            verify: format!("SELECT count(*) = {initial} FROM t"),
         },
         Workload {
             name: format!("inserts, {TXN_ROWS}-row txns"),
-            rows: s.inserts,
-            generate: format!(
-                "DO $$ BEGIN FOR b IN 0..{} LOOP \
-                 INSERT INTO t SELECT {ROW_EXPR} FROM generate_series({ins_lo} + b * {TXN_ROWS} + 1, {ins_lo} + (b + 1) * {TXN_ROWS}) g; \
-                 COMMIT; END LOOP; END $$",
-                batches(s.inserts)
-            ),
+            rows: inserts,
+            generate: txn_loop("b", batches(inserts), &format!(
+                "INSERT INTO t SELECT {ROW_EXPR} FROM \
+                 generate_series({ins_lo} + b * {TXN_ROWS} + 1, {ins_lo} + (b + 1) * {TXN_ROWS}) g"
+            )),
             sentinel: Some(format!("SELECT EXISTS (SELECT 1 FROM t WHERE id = {ins_hi})")),
             verify: format!("SELECT count(*) = {ins_hi} FROM t"),
         },
         Workload {
             name: format!("updates, {TXN_ROWS}-row txns"),
-            rows: s.updates,
-            generate: format!(
-                "DO $$ BEGIN FOR b IN 0..{} LOOP \
-                 UPDATE t SET name = 'upd-' || id, price = price + 1, ts = ts + interval '1 microsecond' \
-                 WHERE id BETWEEN b * {TXN_ROWS} + 1 AND (b + 1) * {TXN_ROWS}; \
-                 COMMIT; END LOOP; END $$",
-                batches(s.updates)
-            ),
-            sentinel: Some(format!(
-                "SELECT name LIKE 'upd-%' FROM t WHERE id = {}",
-                s.updates
+            rows: updates,
+            generate: txn_loop("b", batches(updates), &format!(
+                "UPDATE t SET name = 'upd-' || id, price = price + 1, ts = ts + interval '1 microsecond' \
+                 WHERE id BETWEEN b * {TXN_ROWS} + 1 AND (b + 1) * {TXN_ROWS}"
             )),
+            sentinel: Some(format!("SELECT name LIKE 'upd-%' FROM t WHERE id = {updates}")),
             verify: format!(
-                "SELECT count(*) = {0} FROM t WHERE id BETWEEN 1 AND {0} AND name LIKE 'upd-%'",
-                s.updates
+                "SELECT count(*) = {updates} FROM t WHERE id BETWEEN 1 AND {updates} AND name LIKE 'upd-%'"
             ),
         },
         Workload {
             name: format!("deletes, {TXN_ROWS}-row txns"),
-            rows: s.deletes,
-            generate: format!(
-                "DO $$ BEGIN FOR b IN 0..{} LOOP \
-                 DELETE FROM t WHERE id BETWEEN {u} + b * {TXN_ROWS} + 1 AND {u} + (b + 1) * {TXN_ROWS}; \
-                 COMMIT; END LOOP; END $$",
-                batches(s.deletes),
-                u = s.updates
-            ),
+            rows: deletes,
+            generate: txn_loop("b", batches(deletes), &format!(
+                "DELETE FROM t WHERE id BETWEEN {updates} + b * {TXN_ROWS} + 1 \
+                 AND {updates} + (b + 1) * {TXN_ROWS}"
+            )),
             sentinel: Some(format!(
                 "SELECT NOT EXISTS (SELECT 1 FROM t WHERE id = {})",
-                s.updates + s.deletes
+                updates + deletes
             )),
             verify: format!("SELECT count(*) = {after_deletes} FROM t"),
         },
         Workload {
             name: "single-row insert txns".into(),
-            rows: s.singles,
-            generate: format!(
-                "DO $$ BEGIN FOR i IN 1..{} LOOP \
-                 INSERT INTO t SELECT {ROW_EXPR} FROM (SELECT {single_lo}::bigint + i AS g) s; \
-                 COMMIT; END LOOP; END $$",
-                s.singles
-            ),
+            rows: singles,
+            generate: txn_loop("i", singles - 1, &format!(
+                "INSERT INTO t SELECT {ROW_EXPR} FROM (SELECT {single_lo}::bigint + 1 + i AS g) s"
+            )),
             sentinel: Some(format!(
                 "SELECT EXISTS (SELECT 1 FROM t WHERE id = {single_hi})"
             )),
@@ -200,38 +177,32 @@ struct Usage {
 }
 
 fn proc_usage(pid: u32) -> R<Usage> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ctx(format_args!("reading /proc/{pid}/status"))?;
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/{f}"))
+            .ctx(format_args!("reading /proc/{pid}/{f}"))
+    };
+    let (status, stat) = (read("status")?, read("stat")?);
+    let bad = || format!("unexpected contents of /proc/{pid}");
     let hwm_kib: f64 = status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("no VmHWM in /proc/{pid}/status"))?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ctx(format_args!("reading /proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name start at field 3 (state);
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(bad)?;
+    // After the parenthesised command name come fields 3 (state) onwards;
     // utime and stime are fields 14 and 15.
-    let rest = stat
-        .rfind(')')
-        .map(|i| &stat[i + 1..])
-        .ok_or_else(|| format!("unexpected /proc/{pid}/stat"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| -> R<f64> {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .ok_or_else(|| format!("unexpected /proc/{pid}/stat"))
-    };
+    let times: Vec<f64> = stat[stat.rfind(')').ok_or_else(bad)? + 1..]
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if times.len() != 2 {
+        return Err(bad());
+    }
     Ok(Usage {
         peak_rss_mib: hwm_kib / 1024.0,
-        cpu_secs: (tick(11)? + tick(12)?) / CLK_TCK,
+        cpu_secs: (times[0] + times[1]) / CLK_TCK,
     })
-}
-
-/// The last `n` lines of a file.
-fn tail(path: &Path, n: usize) -> String {
-    last_lines(&std::fs::read_to_string(path).unwrap_or_default(), n)
 }
 
 /// PostgreSQL's own logical replication: one subscription in [`NATIVE_DB`].
@@ -301,23 +272,12 @@ impl Native {
         }
         Ok(())
     }
-
-    /// Initial copy done: every relation of the subscription is `r` (ready).
-    async fn copy_done(&self) -> R<bool> {
-        query_bool(
-            &self.client,
-            &format!(
-                "SELECT count(*) > 0 AND bool_and(srsubstate = 'r') FROM pg_subscription_rel \
-                 WHERE srsubid = (SELECT oid FROM pg_subscription WHERE subname = '{SUBSCRIPTION}')"
-            ),
-        )
-        .await
-    }
 }
 
 /// One dbsync configuration, run as a child process.
 struct Dbsync {
     label: String,
+    task: String,
     db: String,
     config: PathBuf,
     log: PathBuf,
@@ -344,6 +304,7 @@ impl Dbsync {
         std::fs::write(&config, text).ctx("writing the dbsync config")?;
         Ok(Self {
             label: label.into(),
+            task: task.into(),
             db: db.into(),
             config,
             log: dir.join("dbsync.log"),
@@ -372,13 +333,6 @@ impl Dbsync {
         Ok(())
     }
 
-    fn pid(&self) -> R<u32> {
-        self.child
-            .as_ref()
-            .map(Child::id)
-            .ok_or_else(|| format!("{} is not running", self.label))
-    }
-
     /// An error when the process has exited.
     fn check_alive(&mut self) -> R<()> {
         if let Some(child) = self.child.as_mut() {
@@ -405,32 +359,25 @@ impl Dbsync {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .ctx("sending SIGTERM to dbsync")?;
-        if !status.success() {
-            return Err(format!("kill -TERM {} failed", child.id()));
-        }
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
         let start = Instant::now();
-        loop {
+        while sent.as_ref().is_ok_and(|s| s.success()) && start.elapsed() < Duration::from_secs(60)
+        {
             if let Some(st) = child.try_wait().ctx("waiting for dbsync")? {
                 if st.success() {
                     return Ok(());
                 }
                 return Err(format!("{} exited with {st} after SIGTERM", self.label));
             }
-            if start.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{} did not exit within 60 s of SIGTERM",
-                    self.label
-                ));
-            }
             tokio::time::sleep(POLL).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(format!(
+            "{} did not exit within 60 s of SIGTERM ({sent:?})",
+            self.label
+        ))
     }
 }
 
@@ -462,6 +409,14 @@ impl Consumer {
             Consumer::Dbsync(d) => &d.db,
         }
     }
+
+    /// The replication slot it reads (dbsync's default `dbsync_<task>`).
+    fn slot(&self) -> String {
+        match self {
+            Consumer::Native(_) => SUBSCRIPTION.into(),
+            Consumer::Dbsync(d) => format!("dbsync_{}", d.task),
+        }
+    }
 }
 
 /// The servers and the temp dir holding the dbsync configs and logs.
@@ -475,6 +430,8 @@ struct Setup {
 struct Sample {
     secs: f64,
     usage: Option<Usage>,
+    /// How long the consumer took to release its slot after catch-up.
+    settled: Duration,
 }
 
 impl Sample {
@@ -489,19 +446,15 @@ async fn measure(b: &Setup, src: &Client, c: &mut Consumer, w: &Workload) -> R<S
     let target = b.dst.connect(c.db()).await;
     // Same starting conditions for every consumer: no dead tuples, fresh
     // statistics, no checkpoint due.
-    if query_bool(&target, "SELECT to_regclass('public.t') IS NOT NULL").await? {
-        target
-            .batch_execute("VACUUM ANALYZE t")
-            .await
-            .ctx("VACUUM on the target")?;
+    let has_t = query_bool(&target, "SELECT to_regclass('public.t') IS NOT NULL").await?;
+    let steps = [
+        (&target, "VACUUM ANALYZE t"),
+        (&target, "CHECKPOINT"),
+        (src, "CHECKPOINT"),
+    ];
+    for (client, sql) in steps.into_iter().skip(usize::from(!has_t)) {
+        client.batch_execute(sql).await.ctx(sql)?;
     }
-    target
-        .batch_execute("CHECKPOINT")
-        .await
-        .ctx("CHECKPOINT on the target")?;
-    src.batch_execute("CHECKPOINT")
-        .await
-        .ctx("CHECKPOINT on the source")?;
     if let Consumer::Native(n) = c {
         n.wait_for_launcher().await;
     }
@@ -522,7 +475,7 @@ async fn measure(b: &Setup, src: &Client, c: &mut Consumer, w: &Workload) -> R<S
                 }
             }
             (Consumer::Native(_), Some(sql)) => query_bool(&target, sql).await?,
-            (Consumer::Native(n), None) => n.copy_done().await?,
+            (Consumer::Native(n), None) => query_bool(&n.client, NATIVE_COPY_DONE).await?,
         };
         if sentinel && query_bool(&target, &w.verify).await? {
             break at;
@@ -537,20 +490,51 @@ async fn measure(b: &Setup, src: &Client, c: &mut Consumer, w: &Workload) -> R<S
         tokio::time::sleep(POLL).await;
     };
     let usage = match c {
-        Consumer::Native(n) => {
-            n.stop(src).await?;
-            None
-        }
-        Consumer::Dbsync(d) => {
-            let usage = proc_usage(d.pid()?)?;
-            d.stop().await?;
-            Some(usage)
-        }
+        Consumer::Native(_) => None,
+        Consumer::Dbsync(d) => Some(proc_usage(d.child.as_ref().map_or(0, Child::id))?),
     };
+    let settled = settle(src, &c.slot()).await?;
+    match c {
+        Consumer::Native(n) => n.stop(src).await?,
+        Consumer::Dbsync(d) => d.stop().await?,
+    }
     Ok(Sample {
         secs: done_at.as_secs_f64(),
         usage,
+        settled,
     })
+}
+
+/// Off the clock, after catch-up: keeps the consumer running until its slot
+/// has confirmed the source's current WAL position and moved `restart_lsn`
+/// past it, so that the next workload's measurement decodes only that
+/// workload's WAL. The server moves `restart_lsn` only to a point recorded
+/// while decoding a running-transactions record that the client has since
+/// confirmed; dbsync confirms at most once a second (and not on shutdown),
+/// so without this a restart would decode the previous backlog again.
+/// A CHECKPOINT every 2 s writes such records. Returns the time it took
+/// (capped at [`SETTLE_MAX`], with a warning).
+async fn settle(src: &Client, slot: &str) -> R<Duration> {
+    let sql = "SELECT pg_current_wal_lsn()::text";
+    let lsn: String = src.query_one(sql, &[]).await.ctx(sql)?.get(0);
+    let check = format!(
+        "SELECT confirmed_flush_lsn >= '{lsn}'::pg_lsn AND restart_lsn >= '{lsn}'::pg_lsn \
+         FROM pg_replication_slots WHERE slot_name = '{slot}'"
+    );
+    let start = Instant::now();
+    let mut checkpoint = start;
+    while !query_bool(src, &check).await? {
+        if start.elapsed() > SETTLE_MAX {
+            eprintln!("warning: slot {slot} did not pass {lsn} within {SETTLE_MAX:?}");
+            break;
+        }
+        if checkpoint.elapsed() >= Duration::from_secs(2) {
+            src.batch_execute("CHECKPOINT").await.ctx("CHECKPOINT")?;
+            checkpoint = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(start.elapsed())
 }
 
 /// `1234567.8` → `1,234,568`.
@@ -591,45 +575,28 @@ fn table(rows: &[Row]) -> String {
                 (format!("↳ {label}"), String::new(), "".into(), "".into())
             };
             let ratio = s.rows_per_sec(r.rows) / r.native.rows_per_sec(r.rows);
-            let (rss, cpu) = s.usage.map_or(("?".into(), "?".into()), |u| {
-                (
-                    format!("{:.0}", u.peak_rss_mib),
-                    format!("{:.2}", u.cpu_secs),
-                )
+            let u = s.usage.unwrap_or(Usage {
+                peak_rss_mib: f64::NAN,
+                cpu_secs: f64::NAN,
             });
             let _ = writeln!(
                 out,
-                "| {name} | {rows} | {ns} | {nr} | {:.2} | {} | {ratio:.2}× | {rss} | {cpu} |",
+                "| {name} | {rows} | {ns} | {nr} | {:.2} | {} | {ratio:.2}× | {:.0} | {:.2} |",
                 s.secs,
                 thousands(s.rows_per_sec(r.rows)),
+                u.peak_rss_mib,
+                u.cpu_secs,
             );
         }
     }
     out
 }
 
-/// Replication slots and how far each is behind the source's WAL (diagnostic).
-async fn slot_report(src: &Client) -> R<String> {
-    let rows = src
-        .query(
-            "SELECT slot_name::text, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint \
-             FROM pg_replication_slots ORDER BY 1",
-            &[],
-        )
-        .await
-        .ctx("reading pg_replication_slots")?;
-    Ok(rows
-        .iter()
-        .map(|r| format!("{} {} B behind", r.get::<_, String>(0), r.get::<_, i64>(1)))
-        .collect::<Vec<_>>()
-        .join(", "))
-}
-
 async fn run_all(b: &Setup, consumers: &mut [Consumer], header: &str) -> R<String> {
     let scale = env_scale()?;
     let src = b.src.connect(SRC_DB).await;
     let mut rows = Vec::new();
-    for w in workloads(&Sizes::new(scale)) {
+    for w in workloads(scale) {
         eprintln!("[{}] generating {} rows on the source", w.name, w.rows);
         let t = Instant::now();
         src.batch_execute(&w.generate)
@@ -650,11 +617,12 @@ async fn run_all(b: &Setup, consumers: &mut [Consumer], header: &str) -> R<Strin
         for c in consumers.iter_mut() {
             let s = measure(b, &src, c, &w).await?;
             eprintln!(
-                "[{}] {}: {:.2} s, {} rows/s{}",
+                "[{}] {}: {:.2} s, {} rows/s, slot settled in {:.1} s{}",
                 w.name,
                 c.label(),
                 s.secs,
                 thousands(s.rows_per_sec(w.rows)),
+                s.settled.as_secs_f64(),
                 s.usage.map_or(String::new(), |u| format!(
                     ", peak RSS {:.0} MiB, CPU {:.2} s",
                     u.peak_rss_mib, u.cpu_secs
@@ -673,11 +641,7 @@ async fn run_all(b: &Setup, consumers: &mut [Consumer], header: &str) -> R<Strin
                 Consumer::Dbsync(d) => dbsync.push((d.label.clone(), s)),
             }
         }
-        eprintln!(
-            "[{}] digests match; slots: {}",
-            w.name,
-            slot_report(&src).await?
-        );
+        eprintln!("[{}] digests match", w.name);
         rows.push(Row {
             workload: w.name,
             rows: w.rows,
@@ -688,32 +652,24 @@ async fn run_all(b: &Setup, consumers: &mut [Consumer], header: &str) -> R<Strin
     Ok(format!("{header}\n{}", table(&rows)))
 }
 
-fn env_scale() -> R<f64> {
-    match std::env::var("DBSYNC_BENCH_SCALE") {
-        Ok(v) => match v.trim().parse::<f64>() {
-            Ok(s) if s > 0.0 && s.is_finite() => Ok(s),
-            _ => Err(format!(
-                "DBSYNC_BENCH_SCALE must be a positive number, not {v:?}"
-            )),
+/// A positive number from the environment, `None` when unset.
+fn env_num<T: std::str::FromStr + PartialOrd + Default>(name: &str) -> R<Option<T>> {
+    match std::env::var(name) {
+        Ok(v) => match v.trim().parse::<T>() {
+            Ok(n) if n > T::default() => Ok(Some(n)),
+            _ => Err(format!("{name} must be a positive number, not {v:?}")),
         },
-        Err(_) => Ok(1.0),
+        Err(_) => Ok(None),
     }
+}
+
+fn env_scale() -> R<f64> {
+    Ok(env_num::<f64>("DBSYNC_BENCH_SCALE")?.unwrap_or(1.0))
 }
 
 async fn run() -> R<String> {
     let scale = env_scale()?;
-    let tuned = match std::env::var("DBSYNC_BENCH_TUNED_BATCH") {
-        Ok(v) => Some(
-            v.trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| {
-                    format!("DBSYNC_BENCH_TUNED_BATCH must be a positive integer, not {v:?}")
-                })?,
-        ),
-        Err(_) => None,
-    };
+    let tuned = env_num::<usize>("DBSYNC_BENCH_TUNED_BATCH")?;
     println!("dbsync replication benchmark, scale {scale}");
     let setup = Setup {
         src: PgServer::start(PgOptions {
@@ -788,60 +744,61 @@ async fn run() -> R<String> {
         chrono::Utc::now().format("%Y-%m-%d %H:%M"),
     );
     let result = run_all(&setup, &mut consumers, &header).await;
+    let dbsyncs = || {
+        consumers.iter().filter_map(|c| match c {
+            Consumer::Dbsync(d) => Some(d),
+            Consumer::Native(_) => None,
+        })
+    };
     if result.is_err() {
-        for c in &consumers {
-            if let Consumer::Dbsync(d) = c {
-                eprintln!(
-                    "--- {} log (last 60 lines) ---\n{}",
-                    d.label,
-                    tail(&d.log, 60)
-                );
+        let mut logs: Vec<(String, String)> = dbsyncs()
+            .map(|d| {
+                (
+                    d.label.clone(),
+                    std::fs::read_to_string(&d.log).unwrap_or_default(),
+                )
+            })
+            .collect();
+        logs.push(("source server".into(), setup.src.log()));
+        logs.push(("target server".into(), setup.dst.log()));
+        for (what, text) in logs {
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+            eprintln!("--- {what} log (last 60 lines) ---\n{tail}");
+        }
+    }
+    if let Ok(dir) = std::env::var("DBSYNC_BENCH_LOG_DIR") {
+        // Kept for analysis (progress lines with rows/s, batch sizes, errors).
+        for d in dbsyncs() {
+            let to = Path::new(&dir).join(format!("{}.log", d.task));
+            if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::copy(&d.log, &to)) {
+                eprintln!("cannot keep the {} log in {dir}: {e}", d.label);
             }
         }
-        eprintln!(
-            "--- source server log (last 30 lines) ---\n{}",
-            last_lines(&setup.src.log(), 30)
-        );
-        eprintln!(
-            "--- target server log (last 30 lines) ---\n{}",
-            last_lines(&setup.dst.log(), 30)
-        );
     }
     // Stop the children before the servers go away.
     drop(consumers);
     result
 }
 
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 fn main() -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
+        .expect("a tokio runtime");
+    let table = match rt.block_on(run()) {
+        Ok(table) => table,
         Err(e) => {
-            eprintln!("cannot start a tokio runtime: {e}");
+            eprintln!("benchmark failed: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run()) {
-        Ok(table) => {
-            println!("\n{table}");
-            if let Ok(path) = std::env::var("DBSYNC_BENCH_OUT") {
-                if let Err(e) = std::fs::write(&path, &table) {
-                    eprintln!("cannot write {path}: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("benchmark failed: {e}");
-            ExitCode::FAILURE
+    println!("\n{table}");
+    if let Ok(path) = std::env::var("DBSYNC_BENCH_OUT") {
+        if let Err(e) = std::fs::write(&path, &table) {
+            eprintln!("cannot write {path}: {e}");
+            return ExitCode::FAILURE;
         }
     }
+    ExitCode::SUCCESS
 }

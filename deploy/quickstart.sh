@@ -4,11 +4,14 @@
 # then a stream of changes) with progress on the console. Ctrl-C stops it all
 # and removes the temporary servers.
 #
-#   deploy/quickstart.sh            # 200k sample orders, then a change every few ms
-#   ROWS=1000000 deploy/quickstart.sh
+#   deploy/quickstart.sh            # 2M sample orders, then a change every few ms
+#   ROWS=200000 deploy/quickstart.sh
+#
+# While it runs, dbsync's admin endpoint (printed below) serves /metrics and
+# /api/tasks, and the copy logs per-table progress lines (rows/s, ETA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROWS=${ROWS:-200000}
+ROWS=${ROWS:-2000000}
 
 bindir=""
 for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
@@ -25,7 +28,7 @@ work=$(mktemp -d /tmp/dbsync-quickstart.XXXXXX)
 as_pg=()
 if [ "$(id -u)" -eq 0 ]; then chown postgres: "$work"; as_pg=(runuser -u postgres --); fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-SRC_PORT=$(free_port); DST_PORT=$(free_port)
+SRC_PORT=$(free_port); DST_PORT=$(free_port); ADMIN_PORT=$(free_port)
 
 start_pg() { # name port wal_level
   "${as_pg[@]}" "$bindir/initdb" -D "$work/$1" -U postgres -A trust -E UTF8 --locale=C >/dev/null
@@ -69,6 +72,9 @@ cat > "$work/dbsync.toml" <<TOML
 [daemon]
 data_dir = "$work/data"
 
+[daemon.admin]
+listen = "127.0.0.1:$ADMIN_PORT"
+
 [[task]]
 name = "quickstart"
 sync_mode = "FULL_INCREMENTAL"
@@ -88,7 +94,7 @@ TOML
 echo "== dbsync check"
 "$DBSYNC" check --config "$work/dbsync.toml"
 
-echo "== replicating (Ctrl-C to stop)"
+echo "== replicating (Ctrl-C to stop); metrics: http://127.0.0.1:$ADMIN_PORT/metrics, tasks: http://127.0.0.1:$ADMIN_PORT/api/tasks"
 "$DBSYNC" run --config "$work/dbsync.toml" &
 DBSYNC_PID=$!
 

@@ -1,5 +1,6 @@
 //! `dbsync run`: supervises every task's pipeline, retries transient failures
-//! with backoff, reports progress, and drains on SIGTERM/SIGINT.
+//! with backoff, reports progress, and drains on SIGTERM/SIGINT. Task states
+//! go to the [`Registry`], which the admin endpoint serves.
 
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -8,13 +9,17 @@ use std::time::{Duration, Instant};
 
 use engine::config::{Config, TaskConfig};
 use engine::mapping::TableRouter;
+use engine::metrics::{self as m, ConnectionGuard, ConnectionRole};
 use engine::pipeline::{run_pipeline, PipelineOptions, RunOutcome, TaskStats};
 use engine::CheckpointStore;
 use metastore::RocksCheckpointStore;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn, Instrument};
 
+use crate::admin::{AdminServer, AdminState};
 use crate::dispatch::{AnySink, AnySource};
+use crate::observe;
+use crate::registry::{Registry, TaskEntry};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -36,21 +41,31 @@ pub async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let registry = Arc::new(Registry::new(&config));
+    let admin = match start_admin(&config, &dir, registry.clone(), store.clone()).await {
+        Ok(a) => a,
+        Err(e) => {
+            error!(error = %e, "cannot start the admin endpoint");
+            return ExitCode::FAILURE;
+        }
+    };
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     info!(tasks = config.tasks.len(), data_dir = %config.daemon.data_dir.display(), "dbsync started");
 
     let mut handles = Vec::new();
     for task in config.tasks.clone() {
-        let stats = Arc::new(TaskStats::default());
+        let Some(entry) = registry.task(&task.name).cloned() else {
+            continue;
+        };
+        m::register_errors(&task.name);
         let span = tracing::info_span!("task", task = %task.name);
-        let progress = tokio::spawn(report_progress(
-            task.name.clone(),
-            stats.clone(),
-            shutdown.clone(),
-        ));
+        let progress = tokio::spawn(
+            report_progress(task.name.clone(), entry.stats.clone(), shutdown.clone())
+                .instrument(span.clone()),
+        );
         let h =
-            tokio::spawn(supervise(task, store.clone(), stats, shutdown.clone()).instrument(span));
+            tokio::spawn(supervise(task, store.clone(), entry, shutdown.clone()).instrument(span));
         handles.push((h, progress));
     }
     let mut failed = false;
@@ -58,6 +73,10 @@ pub async fn run(config: Config) -> ExitCode {
         let end = h.await.unwrap_or(TaskEnd::Failed);
         progress.abort();
         failed |= end == TaskEnd::Failed;
+    }
+    if let Some((server, upkeep_stop)) = admin {
+        upkeep_stop.cancel();
+        server.stop().await;
     }
     info!("dbsync stopped");
     if failed {
@@ -92,41 +111,82 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
     });
 }
 
+/// Starts the admin endpoint and the metrics recorder when enabled; returns
+/// the server and the token stopping the recorder's upkeep.
+async fn start_admin(
+    config: &Config,
+    rocks_dir: &std::path::Path,
+    registry: Arc<Registry>,
+    store: Arc<dyn CheckpointStore>,
+) -> Result<Option<(AdminServer, CancellationToken)>, String> {
+    let admin = &config.daemon.admin;
+    if !admin.enabled {
+        info!("admin endpoint disabled ([daemon.admin] enabled = false): no metrics");
+        return Ok(None);
+    }
+    let token = admin.bearer_token().map_err(|e| e.to_string())?;
+    let prometheus = observe::install_recorder()?;
+    let upkeep_stop = CancellationToken::new();
+    tokio::spawn(observe::upkeep(prometheus.clone(), upkeep_stop.clone()));
+    let state = AdminState {
+        registry,
+        prometheus,
+        token,
+        store,
+        rocks_dir: rocks_dir.to_path_buf(),
+    };
+    let server = AdminServer::start(admin.listen, state)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", admin.listen))?;
+    Ok(Some((server, upkeep_stop)))
+}
+
 async fn supervise(
     task: TaskConfig,
     store: Arc<dyn CheckpointStore>,
-    stats: Arc<TaskStats>,
+    entry: Arc<TaskEntry>,
     shutdown: CancellationToken,
 ) -> TaskEnd {
     let mut backoff = Duration::from_secs(1);
     loop {
         let started = Instant::now();
-        let result = run_once(&task, store.clone(), stats.clone(), shutdown.clone()).await;
+        entry.starting();
+        let result = run_once(&task, store.clone(), entry.stats.clone(), shutdown.clone()).await;
         match result {
             Ok(RunOutcome::Completed) => {
+                entry.completed();
                 info!("task completed");
                 return TaskEnd::Completed;
             }
             Ok(RunOutcome::Stopped) => {
+                entry.stopped();
                 info!("task stopped");
                 return TaskEnd::Stopped;
             }
             Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
+                entry.error(&e);
+                entry.retrying();
                 if started.elapsed() > MAX_BACKOFF {
                     backoff = Duration::from_secs(1);
                 }
                 warn!(error = %e, retry_in_secs = backoff.as_secs(), "task failed, will retry from its checkpoint");
                 tokio::select! {
-                    _ = shutdown.cancelled() => return TaskEnd::Stopped,
+                    _ = shutdown.cancelled() => {
+                        entry.stopped();
+                        return TaskEnd::Stopped;
+                    }
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Err(e) => {
+                entry.error(&e);
                 if shutdown.is_cancelled() {
+                    entry.stopped();
                     warn!(error = %e, "task ended with an error while stopping");
                     return TaskEnd::Stopped;
                 }
+                entry.failed();
                 error!(error = %e, "task failed and needs an operator");
                 return TaskEnd::Failed;
             }
@@ -142,6 +202,8 @@ async fn run_once(
 ) -> engine::Result<RunOutcome> {
     let source = AnySource::for_task(task)?;
     let sink = AnySink::connect(task).await?;
+    // The sink holds one connection for the run (counted in dbsync_open_connections).
+    let _target_open = ConnectionGuard::open(&task.name, ConnectionRole::Target);
     run_pipeline(
         &task.name,
         source,

@@ -1,9 +1,12 @@
 //! `dbsync`: the command line and daemon wiring.
 
+mod admin;
 mod check;
 mod daemon;
 mod dispatch;
+mod observe;
 mod offsets;
+mod registry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,3 +1,4 @@
-//! PostgreSQL (and later other) sources.
+//! dbsync sources: PostgreSQL (logical replication) and MySQL/MariaDB (binlog).
 
+pub mod mysql;
 pub mod postgres;

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::contracts::{PartialUpdate, TableChanges};
+use crate::mapping::ConflictPolicy;
 use crate::schema::{TableId, TableSchema};
 use crate::value::{row_size, Row, Value};
 
@@ -32,17 +33,44 @@ struct TableBuf {
     /// Old keys of pending partial updates that moved their row to a new key.
     moved_from: HashMap<Box<[u8]>, ()>,
     likely_new: bool,
+    policy: ConflictPolicy,
+    /// Row changes and approximate bytes pending for this table.
+    rows: usize,
+    bytes: usize,
 }
 
 impl TableBuf {
-    fn new(schema: Arc<TableSchema>) -> Self {
+    fn new(schema: Arc<TableSchema>, policy: ConflictPolicy) -> Self {
         Self {
             schema,
             index: HashMap::new(),
             ops: Vec::new(),
             moved_from: HashMap::new(),
             likely_new: true,
+            policy,
+            rows: 0,
+            bytes: 0,
         }
+    }
+
+    fn into_changes(self) -> TableChanges {
+        let mut ch = TableChanges {
+            table: self.schema,
+            deletes: Vec::new(),
+            partial_updates: Vec::new(),
+            upserts: Vec::with_capacity(self.ops.len()),
+            likely_new: self.likely_new,
+            policy: self.policy,
+        };
+        for op in self.ops {
+            match op {
+                Op::Upsert(r) => ch.upserts.push(r),
+                Op::Delete(k) => ch.deletes.push(k),
+                Op::Partial(p) => ch.partial_updates.push(p),
+                Op::Gone => {}
+            }
+        }
+        ch
     }
 }
 
@@ -138,16 +166,35 @@ impl Coalescer {
         self.rows == 0
     }
 
-    /// Offers one change of `table` (the target schema). When a pending
-    /// change must reach the sink first, the change is handed back
-    /// (`Err`): flush, then push it again.
+    /// Row changes pending for one target table.
+    pub fn table_rows(&self, table: &TableId) -> usize {
+        self.tables.get(table).map_or(0, |b| b.rows)
+    }
+
+    /// Offers one change of `table` (the target schema) under the default
+    /// policy ([`ConflictPolicy::Upsert`]); see [`Coalescer::push_with`].
     pub fn push<'a>(
         &mut self,
         table: &Arc<TableSchema>,
         change: RowChange<'a>,
     ) -> Result<(), RowChange<'a>> {
+        self.push_with(table, ConflictPolicy::Upsert, change)
+    }
+
+    /// Offers one change of `table` (the target schema), written under
+    /// `policy`. When a pending change must reach the sink first (an
+    /// unmergeable partial update, another schema or policy of the table),
+    /// the change is handed back (`Err`): flush, then push it again.
+    pub fn push_with<'a>(
+        &mut self,
+        table: &Arc<TableSchema>,
+        policy: ConflictPolicy,
+        change: RowChange<'a>,
+    ) -> Result<(), RowChange<'a>> {
         if let Some(b) = self.tables.get(&table.id) {
-            if !Arc::ptr_eq(&b.schema, table) && b.schema.as_ref() != table.as_ref() {
+            if (!Arc::ptr_eq(&b.schema, table) && b.schema.as_ref() != table.as_ref())
+                || b.policy != policy
+            {
                 return Err(change);
             }
         }
@@ -176,18 +223,19 @@ impl Coalescer {
         if !self.tables.contains_key(&table.id) {
             self.order.push(table.id.clone());
             self.tables
-                .insert(table.id.clone(), TableBuf::new(table.clone()));
+                .insert(table.id.clone(), TableBuf::new(table.clone(), policy));
         }
         let buf = self.tables.get_mut(&table.id).expect("inserted above");
+        let (mut rows, mut bytes) = (1usize, 0usize);
         match change {
             RowChange::Insert(row) => {
-                self.bytes += row_size(&row);
+                bytes += row_size(&row);
                 set_op(buf, &new_key, Op::Upsert(row));
             }
             RowChange::Delete(before) => {
                 buf.likely_new = false;
                 let kv = key_values(before, key);
-                self.bytes += row_size(&kv);
+                bytes += row_size(&kv);
                 set_op(buf, &new_key, Op::Delete(kv));
             }
             RowChange::Update { before, mut after } => {
@@ -217,7 +265,7 @@ impl Coalescer {
                         Some(b) => key_values(b, key),
                         None => key_values(&after, key),
                     };
-                    self.bytes += row_size(&after);
+                    bytes += row_size(&after);
                     if moved {
                         // The UPDATE moves the target row; nothing else may
                         // touch the old key before it is applied.
@@ -235,17 +283,30 @@ impl Coalescer {
                 } else {
                     if moved {
                         let old_kv = before.map(|b| key_values(b, key)).unwrap_or_default();
-                        self.bytes += row_size(&old_kv);
+                        bytes += row_size(&old_kv);
                         set_op(buf, &old_key, Op::Delete(old_kv));
-                        self.rows += 1;
+                        rows += 1;
                     }
-                    self.bytes += row_size(&after);
+                    bytes += row_size(&after);
                     set_op(buf, &new_key, Op::Upsert(after));
                 }
             }
         }
-        self.rows += 1;
+        buf.rows += rows;
+        buf.bytes += bytes;
+        self.rows += rows;
+        self.bytes += bytes;
         Ok(())
+    }
+
+    /// Takes what is pending for one table (`None` when nothing is).
+    pub fn drain_table(&mut self, table: &TableId) -> Option<TableChanges> {
+        let buf = self.tables.remove(table)?;
+        self.order.retain(|t| t != table);
+        self.rows -= buf.rows;
+        self.bytes -= buf.bytes;
+        let ch = buf.into_changes();
+        (!ch.is_empty()).then_some(ch)
     }
 
     /// Takes everything pending, one [`TableChanges`] per table in first-seen order.
@@ -255,21 +316,7 @@ impl Coalescer {
             let Some(buf) = self.tables.remove(&id) else {
                 continue;
             };
-            let mut ch = TableChanges {
-                table: buf.schema,
-                deletes: Vec::new(),
-                partial_updates: Vec::new(),
-                upserts: Vec::with_capacity(buf.ops.len()),
-                likely_new: buf.likely_new,
-            };
-            for op in buf.ops {
-                match op {
-                    Op::Upsert(r) => ch.upserts.push(r),
-                    Op::Delete(k) => ch.deletes.push(k),
-                    Op::Partial(p) => ch.partial_updates.push(p),
-                    Op::Gone => {}
-                }
-            }
+            let ch = buf.into_changes();
             if !ch.is_empty() {
                 out.push(ch);
             }

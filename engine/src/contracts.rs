@@ -10,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::event::ChangeEvent;
+use crate::mapping::ConflictPolicy;
+use crate::metrics::{OpCounts, SourcePhase, SourceReporter};
 use crate::position::{Checkpoint, Offset};
 use crate::schema::{TableId, TableSchema};
 use crate::value::Row;
@@ -72,6 +74,9 @@ pub struct TableChanges {
     /// Every upsert came from an insert or a snapshot: the keys are probably
     /// new in the target (a sink may try a plain bulk insert first).
     pub likely_new: bool,
+    /// What the sink does with rows that exist or not (the mapping's
+    /// `conflict_resolution`): see [`ConflictPolicy`] for each change kind.
+    pub policy: ConflictPolicy,
 }
 
 impl TableChanges {
@@ -188,6 +193,11 @@ pub struct EventSender {
     chunk_events: usize,
     chunk_bytes: usize,
     blocked: Duration,
+    /// Row changes per op in `buf` (metrics, recorded per chunk).
+    counts: OpCounts,
+    /// The furthest phase the events in `buf` show.
+    phase: Option<SourcePhase>,
+    reporter: SourceReporter,
 }
 
 impl EventSender {
@@ -203,7 +213,22 @@ impl EventSender {
             chunk_events: chunk_events.max(1),
             chunk_bytes: chunk_bytes.max(1),
             blocked: Duration::ZERO,
+            counts: OpCounts::default(),
+            phase: None,
+            reporter: SourceReporter::default(),
         }
+    }
+
+    /// Records what is sent (and the time spent waiting) through `reporter`.
+    pub fn with_reporter(mut self, reporter: SourceReporter) -> Self {
+        self.reporter = reporter;
+        self
+    }
+
+    /// The task's reporter, for a source's own metrics (phase, lag in source
+    /// units, snapshot estimates, open connections).
+    pub fn reporter(&self) -> &SourceReporter {
+        &self.reporter
     }
 
     /// Adds an event; sends the chunk when it is full (waiting for room).
@@ -213,6 +238,13 @@ impl EventSender {
             self.flush().await?;
         }
         self.buf_bytes += event.approx_size();
+        self.counts.add_event(&event);
+        let phase = match event {
+            ChangeEvent::SnapshotChunk(_) => Some(SourcePhase::Snapshotting),
+            ChangeEvent::SnapshotDone(_) => None,
+            _ => Some(SourcePhase::Streaming),
+        };
+        self.phase = self.phase.max(phase);
         self.buf.push(event);
         Ok(())
     }
@@ -232,17 +264,39 @@ impl EventSender {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let start = Instant::now();
-        let permit = self
-            .tx
-            .reserve()
-            .await
-            .map_err(|_| Error::Pipeline("the pipeline stopped receiving events".into()))?;
-        self.blocked += start.elapsed();
+        let stopped = || Error::Pipeline("the pipeline stopped receiving events".into());
+        let permit = match self.tx.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Full(())) => {
+                // Backpressure: the applier is behind.
+                let start = Instant::now();
+                let permit = self.tx.reserve().await.map_err(|_| stopped())?;
+                let waited = start.elapsed();
+                self.blocked += waited;
+                self.reporter.backpressure(waited);
+                permit
+            }
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(stopped()),
+        };
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk_events));
+        self.reporter
+            .chunk_sent(&self.counts, self.buf_bytes, self.phase.take());
+        self.counts = OpCounts::default();
         self.buf_bytes = 0;
         permit.send(chunk);
         Ok(())
+    }
+
+    /// Closes the queue: unsent events are dropped (they are replayed from
+    /// the checkpoint next time) and the pipeline sees the end of the stream,
+    /// so it commits what is complete and drops its acknowledgement sender.
+    /// A source stopping on request calls this, then waits for
+    /// `SourceContext::acked` to close, to report the final position.
+    pub fn close(&mut self) {
+        self.buf.clear();
+        self.buf_bytes = 0;
+        let (closed, _) = mpsc::channel(1);
+        self.tx = closed;
     }
 
     /// Total time spent waiting for room (backpressure).

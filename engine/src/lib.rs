@@ -8,6 +8,7 @@ pub mod contracts;
 pub mod error;
 pub mod event;
 pub mod mapping;
+pub mod metrics;
 pub mod pgtext;
 pub mod pipeline;
 pub mod position;
@@ -20,6 +21,7 @@ pub use contracts::{
 };
 pub use error::{Error, ErrorClass, Result};
 pub use event::ChangeEvent;
+pub use mapping::ConflictPolicy;
 pub use position::{Checkpoint, Lsn, Offset, SnapshotState, SourcePosition, TableSnapshotProgress};
 pub use schema::{ColumnSchema, Dialect, TableId, TableSchema};
 pub use value::{DataType, Interval, Row, Value};

@@ -24,14 +24,17 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::batch::{Coalescer, RowChange};
 use crate::config::{TaskConfig, DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_EVENTS};
 use crate::contracts::{CheckpointStore, EventSender, Sink, Source, SourceContext, TableChanges};
 use crate::error::{Error, Result};
 use crate::event::ChangeEvent;
-use crate::mapping::TableRouter;
+use crate::mapping::{MappedChange, MappedTable, TableRouter};
+use crate::metrics::{
+    AppliedCounts, CommitRecord, LiveStatus, Op, SourceReporter, TaskMetrics, TimedSink,
+};
 use crate::position::{Checkpoint, Offset, TableSnapshotProgress};
 use crate::schema::{TableId, TableSchema};
 
@@ -72,6 +75,8 @@ pub struct TaskStats {
     pub last_target_commit_us: AtomicI64,
     /// Microseconds the source spent waiting for room in the queue.
     pub backpressure_us: AtomicU64,
+    /// Phase, lag and source-reported state (admin API, health).
+    pub live: Arc<LiveStatus>,
 }
 
 /// How a pipeline run ended.
@@ -102,6 +107,12 @@ pub async fn run_pipeline<S: Source, K: Sink>(
             .await
             .map_err(|e| Error::Pipeline(format!("checkpoint load panicked: {e}")))??
     };
+    stats.live.reset_phase();
+    let metrics = TaskMetrics::new(task);
+    metrics.queue(0, opts.queue_chunks);
+    if let Some(cp) = &checkpoint {
+        record_snapshot_progress(&metrics, cp);
+    }
     let (tx, rx) = mpsc::channel(opts.queue_chunks.max(1));
     let (ack_tx, ack_rx) = watch::channel(checkpoint.as_ref().and_then(|c| c.stream.clone()));
     let source_stop = shutdown.child_token();
@@ -109,15 +120,17 @@ pub async fn run_pipeline<S: Source, K: Sink>(
         task: task.to_string(),
         store: store.clone(),
         checkpoint: checkpoint.clone(),
-        events: EventSender::new(tx, opts.chunk_events, opts.chunk_bytes),
+        events: EventSender::new(tx, opts.chunk_events, opts.chunk_bytes)
+            .with_reporter(SourceReporter::new(task, stats.live.clone())),
         acked: ack_rx,
         shutdown: source_stop.clone(),
     };
-    let mut source_handle = tokio::spawn(source.run(ctx));
+    let mut source_handle = tokio::spawn(source.run(ctx).instrument(tracing::Span::current()));
 
     let mut applier = Applier {
         task: task.to_string(),
-        sink,
+        sink: TimedSink::new(sink),
+        metrics,
         store,
         router,
         opts,
@@ -134,6 +147,9 @@ pub async fn run_pipeline<S: Source, K: Sink>(
         last_commit_time: None,
     };
     let applied = applier.run(rx, &source_stop).await;
+    // Dropping the applier closes `acked`: a stopping source then knows the
+    // last acknowledgement has been published and can report it.
+    drop(applier);
     // Whatever happened, the source must stop before we return.
     source_stop.cancel();
     let source_result = match (
@@ -167,11 +183,16 @@ struct Pending {
     snapshot_rows: u64,
     transactions: u64,
     source_commit_us: Option<i64>,
+    /// Row changes per target table and op (metrics).
+    applied: AppliedCounts,
+    /// The shortest `batch_timeout_ms` of the mappings with rows in the batch.
+    batch_timeout: Option<Duration>,
 }
 
 struct Applier<K: Sink> {
     task: String,
-    sink: K,
+    sink: TimedSink<K>,
+    metrics: TaskMetrics,
     store: Arc<dyn CheckpointStore>,
     router: TableRouter,
     opts: PipelineOptions,
@@ -219,7 +240,7 @@ impl<K: Sink> Applier<K> {
             let deadline = self
                 .batch_started
                 .filter(|_| self.in_target_txn && !self.in_source_txn)
-                .map(|s| tokio::time::Instant::from_std(s + self.opts.batch_timeout));
+                .map(|s| tokio::time::Instant::from_std(s + self.batch_timeout()));
             let chunk = tokio::select! {
                 biased;
                 chunk = rx.recv() => chunk,
@@ -244,8 +265,15 @@ impl<K: Sink> Applier<K> {
                 }
                 return Ok(!source_stop.is_cancelled());
             };
+            let heartbeat = matches!(chunk.last(), Some(ChangeEvent::Heartbeat(_)));
             for event in chunk {
                 self.handle(event).await?;
+            }
+            self.metrics.queue(rx.len(), self.opts.queue_chunks);
+            if heartbeat && !self.in_target_txn {
+                // Nothing pending at the source: caught up.
+                self.metrics.caught_up();
+                self.stats.live.set_lag(Duration::ZERO);
             }
             if self.in_target_txn && !self.in_source_txn && self.should_commit(rx.is_empty()) {
                 self.commit().await?;
@@ -259,7 +287,13 @@ impl<K: Sink> Applier<K> {
             || self.coalescer.bytes() >= self.opts.batch_bytes
             || self
                 .batch_started
-                .is_some_and(|s| s.elapsed() >= self.opts.batch_timeout)
+                .is_some_and(|s| s.elapsed() >= self.batch_timeout())
+    }
+
+    /// The task's `batch_timeout`, shortened by the mappings in the batch.
+    fn batch_timeout(&self) -> Duration {
+        let t = self.opts.batch_timeout;
+        self.pending.batch_timeout.map_or(t, |m| m.min(t))
     }
 
     fn already_applied(&self, offset: &Offset) -> bool {
@@ -305,44 +339,44 @@ impl<K: Sink> Applier<K> {
                 self.ensure_begun().await?;
             }
             ChangeEvent::Insert(e) => {
-                if let Some(t) = self.router.route(&e.table) {
-                    self.ensure_table(&t).await?;
-                    self.push(&t, RowChange::Insert(e.row)).await?;
+                if let Some(m) = self.router.route(&e.table)? {
+                    self.ensure_table(&m.target).await?;
+                    let change = m.map_insert(e.row)?;
+                    self.push_mapped(&m, change).await?;
                 }
             }
             ChangeEvent::Update(e) => {
-                if let Some(t) = self.router.route(&e.table) {
-                    self.ensure_table(&t).await?;
-                    let before = e.before;
-                    self.push(
-                        &t,
-                        RowChange::Update {
-                            before: before.as_ref(),
-                            after: e.after,
-                        },
-                    )
-                    .await?;
+                if let Some(m) = self.router.route(&e.table)? {
+                    self.ensure_table(&m.target).await?;
+                    let change = m.map_update(e.before, e.after)?;
+                    self.push_mapped(&m, change).await?;
                 }
             }
             ChangeEvent::Delete(e) => {
-                if let Some(t) = self.router.route(&e.table) {
-                    self.ensure_table(&t).await?;
-                    self.push(&t, RowChange::Delete(&e.before)).await?;
+                if let Some(m) = self.router.route(&e.table)? {
+                    self.ensure_table(&m.target).await?;
+                    let change = m.map_delete(e.before)?;
+                    self.push_mapped(&m, change).await?;
                 }
             }
             ChangeEvent::Truncate(e) => {
                 self.flush().await?;
                 self.ensure_begun().await?;
                 for table in &e.tables {
-                    if let Some(t) = self.router.route(table) {
+                    let mapped = self.router.route(table)?;
+                    if let Some(t) = mapped
+                        .filter(|m| m.applies_truncate())
+                        .map(|m| m.target.clone())
+                    {
                         self.ensure_table(&t).await?;
                         self.sink.truncate(&t.id).await?;
+                        self.pending.applied.add(&t, Op::Truncate, 1);
                     }
                 }
             }
             ChangeEvent::Relation(r) => {
-                if let Some(t) = self.router.route(&r.table) {
-                    self.ensure_table(&t).await?;
+                if let Some(m) = self.router.route(&r.table)? {
+                    self.ensure_table(&m.target).await?;
                 }
             }
             ChangeEvent::Commit(c) => {
@@ -371,19 +405,30 @@ impl<K: Sink> Applier<K> {
             ChangeEvent::SnapshotChunk(c) => {
                 let key = c.table.id.to_string();
                 let rows = c.rows.len() as u64;
-                if let Some(t) = self.router.route(&c.table) {
-                    self.ensure_table(&t).await?;
+                if let Some(m) = self.router.route(&c.table)? {
+                    self.ensure_table(&m.target).await?;
                     self.flush().await?;
                     self.ensure_begun().await?;
-                    let changes = TableChanges {
-                        table: t,
-                        deletes: Vec::new(),
-                        partial_updates: Vec::new(),
-                        upserts: c.rows,
-                        likely_new: true,
-                    };
-                    self.sink.apply(&changes).await?;
-                    self.txn_rows += changes.upserts.len();
+                    // The same mapping as streamed rows; at most the
+                    // mapping's batch_size rows per write.
+                    let mut mapped = m.map_rows(c.rows)?;
+                    while !mapped.is_empty() {
+                        let rest =
+                            mapped.split_off(mapped.len().min(m.batch_size.unwrap_or(usize::MAX)));
+                        let changes = TableChanges {
+                            table: m.target.clone(),
+                            deletes: Vec::new(),
+                            partial_updates: Vec::new(),
+                            upserts: std::mem::replace(&mut mapped, rest),
+                            likely_new: true,
+                            policy: m.policy,
+                        };
+                        self.sink.apply(&changes).await?;
+                        self.router.after_write(&changes)?;
+                        self.txn_rows += changes.upserts.len();
+                        let n = changes.upserts.len() as u64;
+                        self.pending.applied.add(&changes.table, Op::Snapshot, n);
+                    }
                 } else {
                     self.ensure_begun().await?;
                 }
@@ -399,10 +444,28 @@ impl<K: Sink> Applier<K> {
         Ok(())
     }
 
-    async fn push(&mut self, table: &Arc<TableSchema>, change: RowChange<'_>) -> Result<()> {
-        if let Err(change) = self.coalescer.push(table, change) {
+    /// Buffers a mapped change (nothing for a skipped one).
+    async fn push_mapped(&mut self, m: &MappedTable, change: MappedChange) -> Result<()> {
+        match change {
+            MappedChange::Skip => Ok(()),
+            MappedChange::Insert(row) => self.push(m, RowChange::Insert(row)).await,
+            MappedChange::Update { before, after } => {
+                let before = before.as_ref();
+                self.push(m, RowChange::Update { before, after }).await
+            }
+            MappedChange::Delete(row) => self.push(m, RowChange::Delete(&row)).await,
+        }
+    }
+
+    async fn push(&mut self, m: &MappedTable, change: RowChange<'_>) -> Result<()> {
+        let (table, policy) = (&m.target, m.policy);
+        self.pending.applied.add(table, op_of(&change), 1);
+        if let Some(t) = m.batch_timeout {
+            self.pending.batch_timeout = Some(self.pending.batch_timeout.map_or(t, |p| p.min(t)));
+        }
+        if let Err(change) = self.coalescer.push_with(table, policy, change) {
             self.flush().await?;
-            if self.coalescer.push(table, change).is_err() {
+            if self.coalescer.push_with(table, policy, change).is_err() {
                 return Err(Error::Pipeline(
                     "internal: a change was refused by an empty batch".into(),
                 ));
@@ -414,6 +477,15 @@ impl<K: Sink> Applier<K> {
             || self.coalescer.bytes() >= self.opts.batch_bytes
         {
             self.flush().await?;
+        } else if m
+            .batch_size
+            .is_some_and(|n| self.coalescer.table_rows(&table.id) >= n)
+        {
+            // The mapping's own limit: the most rows of this table per write.
+            if let Some(changes) = self.coalescer.drain_table(&table.id) {
+                self.sink.apply(&changes).await?;
+                self.router.after_write(&changes)?;
+            }
         }
         Ok(())
     }
@@ -426,6 +498,7 @@ impl<K: Sink> Applier<K> {
         self.ensure_begun().await?;
         for changes in self.coalescer.drain() {
             self.sink.apply(&changes).await?;
+            self.router.after_write(&changes)?;
         }
         Ok(())
     }
@@ -439,10 +512,12 @@ impl<K: Sink> Applier<K> {
         self.in_target_txn = false;
         self.batch_started = None;
         let p = std::mem::take(&mut self.pending);
+        let heartbeat_only = p.stream.is_some() && p.transactions == 0;
         let mut next = self.cp.clone();
         if let Some(s) = p.stream {
             next.stream = Some(s);
         }
+        let snapshot_moved = !p.snapshot.is_empty();
         for (table, progress) in p.snapshot {
             next.snapshot.tables.insert(table, progress);
         }
@@ -455,6 +530,15 @@ impl<K: Sink> Applier<K> {
             info!(task = %self.task, "snapshot complete");
         }
         self.save(next).await?;
+        self.record_commit(
+            &p.applied,
+            p.transactions,
+            p.source_commit_us,
+            heartbeat_only,
+        );
+        if snapshot_moved {
+            record_snapshot_progress(&self.metrics, &self.cp);
+        }
         let s = &self.stats;
         s.rows_applied.fetch_add(p.rows, Ordering::Relaxed);
         s.snapshot_rows
@@ -469,6 +553,39 @@ impl<K: Sink> Applier<K> {
         Ok(())
     }
 
+    /// Metrics of a committed target transaction (per batch, never per row).
+    fn record_commit(
+        &mut self,
+        applied: &AppliedCounts,
+        transactions: u64,
+        source_commit_us: Option<i64>,
+        heartbeat_only: bool,
+    ) {
+        let lag = match source_commit_us {
+            Some(us) => {
+                let behind = Utc::now().timestamp_micros().saturating_sub(us).max(0);
+                Some(Duration::from_micros(behind as u64))
+            }
+            // Only a heartbeat: nothing was pending at the source.
+            None if heartbeat_only => {
+                self.metrics.caught_up();
+                self.stats.live.set_lag(Duration::ZERO);
+                None
+            }
+            None => None,
+        };
+        if let Some(lag) = lag {
+            self.stats.live.set_lag(lag);
+        }
+        self.metrics.record_commit(&CommitRecord {
+            rows: self.txn_rows,
+            transactions,
+            sink_time: self.sink.take_busy(),
+            lag,
+            applied,
+        });
+    }
+
     async fn save(&mut self, mut next: Checkpoint) -> Result<()> {
         next.updated_at = Utc::now();
         let store = self.store.clone();
@@ -478,10 +595,36 @@ impl<K: Sink> Applier<K> {
             .await
             .map_err(|e| Error::Pipeline(format!("checkpoint save panicked: {e}")))??;
         let stream = next.stream.clone();
+        self.stats
+            .live
+            .set_last_checkpoint_us(next.updated_at.timestamp_micros());
         self.cp = next;
         // Publish only after the checkpoint is on disk.
         self.ack.send_replace(stream);
         Ok(())
+    }
+}
+
+/// Sets the snapshot gauges from a durable checkpoint.
+fn record_snapshot_progress(metrics: &TaskMetrics, cp: &Checkpoint) {
+    for (table, progress) in &cp.snapshot.tables {
+        metrics.snapshot_copied(table, progress.rows_copied);
+    }
+    let done = cp.snapshot.tables.values().filter(|p| p.done).count();
+    if !cp.snapshot.tables.is_empty() {
+        metrics.snapshot_done_tables(done);
+    }
+    if cp.snapshot.completed {
+        // A run after the copy: the source does not report the total.
+        metrics.snapshot_tables(cp.snapshot.tables.len());
+    }
+}
+
+fn op_of(change: &RowChange<'_>) -> Op {
+    match change {
+        RowChange::Insert(_) => Op::Insert,
+        RowChange::Update { .. } => Op::Update,
+        RowChange::Delete(_) => Op::Delete,
     }
 }
 

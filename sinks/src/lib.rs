@@ -1,3 +1,4 @@
 //! Target writers.
 
+pub mod mysql;
 pub mod postgres;

@@ -53,7 +53,7 @@ async fn a_source_without_logical_wal_fails_check_and_run_with_the_fix() {
     std::fs::write(
         &p,
         format!(
-            "[daemon]\ndata_dir = \"{}\"\n[[task]]\nname = \"a\"\n[task.source]\ntype = \"postgresql\"\nurl = \"{}\"\n[task.target]\ntype = \"postgresql\"\nurl = \"{}\"\n",
+            "[daemon]\ndata_dir = \"{}\"\n[daemon.admin]\nlisten = \"127.0.0.1:0\"\n[[task]]\nname = \"a\"\n[task.source]\ntype = \"postgresql\"\nurl = \"{}\"\n[task.target]\ntype = \"postgresql\"\nurl = \"{}\"\n",
             dir.path().join("data").display(),
             src.url("postgres"),
             env.dst.url("reporting")
@@ -94,7 +94,7 @@ async fn check_passes_offsets_show_and_reset_and_secrets_stay_out_of_output() {
     std::fs::write(
         &p,
         format!(
-            "[daemon]\ndata_dir = \"{}\"\n[[task]]\nname = \"t1\"\n[task.source]\ntype = \"postgresql\"\nurl = \"{}\"\n\
+            "[daemon]\ndata_dir = \"{}\"\n[daemon.admin]\nlisten = \"127.0.0.1:0\"\n[[task]]\nname = \"t1\"\n[task.source]\ntype = \"postgresql\"\nurl = \"{}\"\n\
              [task.target]\ntype = \"postgresql\"\nurl = \"postgres://postgres:${{DST_PW}}@127.0.0.1:{}/reporting\"\n",
             data.display(),
             env.src.url("shop"),

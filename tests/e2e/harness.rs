@@ -44,8 +44,26 @@ impl Env {
     /// Writes a config for one task; `extra_task` lines go into `[[task]]`,
     /// `mappings` are `[[task.mapping]]` source names.
     pub fn write_config(&self, mode: &str, extra_task: &str, mappings: &[&str]) -> PathBuf {
+        self.write_config_with_daemon(mode, "", extra_task, mappings)
+    }
+
+    /// Like [`Env::write_config`], with `daemon_extra` lines in `[daemon]`.
+    /// The admin endpoint listens on a free loopback port (tests run in
+    /// parallel) unless `daemon_extra` has its own `[daemon.admin]` section.
+    pub fn write_config_with_daemon(
+        &self,
+        mode: &str,
+        daemon_extra: &str,
+        extra_task: &str,
+        mappings: &[&str],
+    ) -> PathBuf {
+        let admin = if daemon_extra.contains("[daemon.admin]") {
+            ""
+        } else {
+            "[daemon.admin]\nlisten = \"127.0.0.1:0\"\n"
+        };
         let mut text = format!(
-            "[daemon]\ndata_dir = \"{}\"\n\n[[task]]\nname = \"{}\"\nsync_mode = \"{mode}\"\n{extra_task}\n\
+            "[daemon]\ndata_dir = \"{}\"\n{daemon_extra}\n{admin}\n[[task]]\nname = \"{}\"\nsync_mode = \"{mode}\"\n{extra_task}\n\
              [task.source]\ntype = \"postgresql\"\nurl = \"{}\"\nstatus_interval_secs = 1\nsnapshot_chunk_rows = 1000\n\n\
              [task.target]\ntype = \"postgresql\"\nurl = \"{}\"\n",
             self.dir.path().join("data").display(),
@@ -210,5 +228,107 @@ pub async fn wait_log(env: &Env, needle: &str, timeout: Duration) {
             panic!("log never said {needle:?}:\n{}", env.log());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A PostgreSQL source (`shop`) and a MariaDB target: the `mysql_pairs` tests.
+pub struct MariaEnv {
+    pub src: PgServer,
+    pub dst: testkit::MariaDbServer,
+    pub dir: tempfile::TempDir,
+    pub task: String,
+}
+
+impl MariaEnv {
+    /// A fresh PostgreSQL source with a `shop` database and a MariaDB target
+    /// (no binlog) with a `reporting` database.
+    pub async fn new() -> Self {
+        let src = PgServer::start(PgOptions::default());
+        let dst = testkit::MariaDbServer::start(testkit::MariaDbOptions {
+            binlog: false,
+            ..Default::default()
+        });
+        src.create_database("shop").await;
+        dst.create_database("reporting");
+        Self {
+            src,
+            dst,
+            dir: tempfile::tempdir().unwrap(),
+            task: "t1".into(),
+        }
+    }
+
+    pub async fn source(&self) -> Client {
+        self.src.connect("shop").await
+    }
+
+    /// Writes a config for one task into the MariaDB target; `mappings` are
+    /// (source, target) table names.
+    pub fn write_config(&self, mode: &str, extra_task: &str, mappings: &[(&str, &str)]) -> PathBuf {
+        let mut text = format!(
+            "[daemon]\ndata_dir = \"{}\"\n[daemon.admin]\nlisten = \"127.0.0.1:0\"\n\n\
+             [[task]]\nname = \"{}\"\nsync_mode = \"{mode}\"\n{extra_task}\n\
+             [task.source]\ntype = \"postgresql\"\nurl = \"{}\"\nstatus_interval_secs = 1\nsnapshot_chunk_rows = 1000\n\n\
+             [task.target]\ntype = \"mariadb\"\nurl = \"{}\"\n",
+            self.dir.path().join("data").display(),
+            self.task,
+            self.src.url("shop"),
+            self.dst.url("reporting"),
+        );
+        for (s, t) in mappings {
+            text.push_str(&format!(
+                "\n[[task.mapping]]\nsource = \"{s}\"\ntarget = \"{t}\"\n"
+            ));
+        }
+        let path = self.dir.path().join("dbsync.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Starts `dbsync run`; its log goes to `dbsync.log` (appended across restarts).
+    pub fn spawn(&self, config: &PathBuf) -> Daemon {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("dbsync.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_dbsync"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("DBSYNC_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning dbsync");
+        Daemon { child }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dbsync.log")).unwrap_or_default()
+    }
+
+    /// Waits until the dbsync log contains `needle`.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) {
+        let start = Instant::now();
+        while !self.log().contains(needle) {
+            if start.elapsed() > timeout {
+                panic!("log never said {needle:?}:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs SQL on the target with the `mariadb` client (tab-separated output,
+    /// `NULL` for nulls); `None` when it fails (e.g. the table is not there yet).
+    pub fn target_query(&self, sql: &str) -> Option<String> {
+        let out = Command::new("mariadb")
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.dst.socket().display()))
+            .args(["-uroot", "--batch", "--skip-column-names", "-e", sql])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }

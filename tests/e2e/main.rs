@@ -3,6 +3,9 @@
 
 mod cli;
 mod harness;
+mod mysql_pairs;
+mod mysql_source;
+mod observability;
 
 use std::time::{Duration, Instant};
 
@@ -452,4 +455,37 @@ async fn sigterm_drains_and_a_restart_continues_where_it_stopped() {
         "no second copy after a clean stop"
     );
     drop(d);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_reports_the_final_position_to_the_slot() {
+    let env = Env::new().await;
+    let src = env.source().await;
+    src.batch_execute(ORDERS).await.unwrap();
+    let cfg = env.write_config("FULL_INCREMENTAL", "", &["public.orders"]);
+    let d = env.spawn(&cfg);
+    wait_log(&env, "streaming changes", T).await;
+    src.batch_execute("INSERT INTO orders(id, name) VALUES (1, 'last')")
+        .await
+        .unwrap();
+    let after_commit: String = src
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    wait_converged(&env, "orders", "id", T).await;
+    assert_eq!(d.terminate(), Some(0));
+    let confirmed: bool = src
+        .query_one(
+            "SELECT confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots WHERE slot_name = 'dbsync_t1'",
+            &[&after_commit],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        confirmed,
+        "the slot was not told the final position on stop:\n{}",
+        env.log()
+    );
 }

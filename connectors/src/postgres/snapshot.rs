@@ -10,14 +10,15 @@
 //! the source with no gap.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use engine::event::SnapshotChunk;
 use engine::pgtext::{parse, split_copy_line};
-use engine::{ChangeEvent, EventSender, Row, TableSchema, TableSnapshotProgress, Value};
+use engine::{ChangeEvent, EventSender, Row, TableId, TableSchema, TableSnapshotProgress, Value};
 use futures::{pin_mut, TryStreamExt};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{debug, info};
 
 use super::catalog::{qualified, typed_literal};
 use super::client::quote_ident;
@@ -25,6 +26,118 @@ use super::error::PgSourceError;
 
 /// The most rows in one emitted [`SnapshotChunk`] (bounded memory per event).
 pub const EMIT_ROWS: usize = 5_000;
+
+/// When a table copy logs its first progress line, then how often.
+pub const PROGRESS_FIRST: Duration = Duration::from_secs(1);
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Estimated rows of a table: the statistics' `pg_class.reltuples`, or, for
+/// a table never analyzed (`-1`), the planner's estimate from its size.
+/// Runs outside the snapshot transaction (a failure must not abort it);
+/// `None` when no estimate is available.
+pub async fn estimate_rows(client: &Client, oid: u32, id: &TableId) -> Option<u64> {
+    let stats = client
+        .query_opt(
+            "SELECT reltuples::float8 FROM pg_class WHERE oid = $1",
+            &[&oid],
+        )
+        .await;
+    match stats {
+        Ok(Some(row)) => {
+            let n: f64 = row.get(0);
+            if n >= 0.0 {
+                return Some(n as u64);
+            }
+        }
+        Ok(None) => return None,
+        Err(e) => {
+            debug!(table = %id, error = %e, "reading pg_class.reltuples failed");
+            return None;
+        }
+    }
+    let plan = client
+        .query_one(
+            &format!("EXPLAIN (FORMAT JSON) SELECT * FROM {}", qualified(id)),
+            &[],
+        )
+        .await;
+    match plan {
+        Ok(row) => {
+            let v: serde_json::Value = row.get(0);
+            v.get(0)
+                .and_then(|p| p.get("Plan"))
+                .and_then(|p| p.get("Plan Rows"))
+                .and_then(|r| r.as_f64())
+                .map(|r| r.max(0.0) as u64)
+        }
+        Err(e) => {
+            debug!(table = %id, error = %e, "estimating rows with EXPLAIN failed");
+            None
+        }
+    }
+}
+
+/// Logs a copy's progress (rows, rows/s, ETA) after [`PROGRESS_FIRST`],
+/// then every [`PROGRESS_EVERY`].
+struct ProgressLog {
+    started: Instant,
+    next: Instant,
+}
+
+impl ProgressLog {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            started: now,
+            next: now + PROGRESS_FIRST,
+        }
+    }
+
+    fn maybe_log(&mut self, id: &TableId, copied_now: u64, total: u64, estimated: Option<u64>) {
+        let now = Instant::now();
+        if now < self.next {
+            return;
+        }
+        self.next = now + PROGRESS_EVERY;
+        let p = Progress::new(copied_now, self.started.elapsed(), total, estimated);
+        info!(
+            table = %id,
+            rows = total,
+            estimated_rows = estimated,
+            percent = p.percent,
+            rows_per_sec = p.rows_per_sec,
+            eta_secs = p.eta_secs,
+            "copying table"
+        );
+    }
+}
+
+/// Rate, completion and ETA of a copy.
+#[derive(Debug, PartialEq)]
+struct Progress {
+    rows_per_sec: u64,
+    percent: Option<u64>,
+    eta_secs: Option<u64>,
+}
+
+impl Progress {
+    /// `copied_now` rows in `elapsed` by this run; `total` durable or sent so
+    /// far (earlier runs included); `estimated` rows in the table.
+    fn new(copied_now: u64, elapsed: Duration, total: u64, estimated: Option<u64>) -> Self {
+        let rate = copied_now as f64 / elapsed.as_secs_f64().max(1e-3);
+        let eta_secs = estimated
+            .filter(|_| rate > 0.0)
+            .map(|e| (e.saturating_sub(total) as f64 / rate).ceil() as u64);
+        let percent = estimated
+            .filter(|e| *e > 0)
+            .map(|e| ((total as f64 / e as f64) * 100.0).min(100.0).floor() as u64);
+        Self {
+            rows_per_sec: rate as u64,
+            percent,
+            eta_secs,
+        }
+    }
+}
 
 /// Starts the snapshot transaction, importing `snapshot_name` when given.
 pub async fn begin(client: &Client, snapshot_name: Option<&str>) -> Result<(), PgSourceError> {
@@ -89,6 +202,8 @@ pub struct TableCopier<'a> {
     pub table: Arc<TableSchema>,
     pub chunk_rows: usize,
     pub progress: TableSnapshotProgress,
+    /// Estimated rows of the table (for progress lines), see [`estimate_rows`].
+    pub estimated_rows: Option<u64>,
 }
 
 impl TableCopier<'_> {
@@ -100,7 +215,8 @@ impl TableCopier<'_> {
         shutdown: &CancellationToken,
     ) -> Result<u64, PgSourceError> {
         let id = self.table.id.clone();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
+        let mut log = ProgressLog::new();
         let mut copied = 0u64;
         let mut fields: Vec<Option<String>> = Vec::with_capacity(self.table.columns.len());
         let mut line = Vec::new();
@@ -146,6 +262,8 @@ impl TableCopier<'_> {
                         copied += rows.len() as u64;
                         self.emit_rows(events, shutdown, &mut rows, last_key.clone(), false)
                             .await?;
+                        let total = self.progress.rows_copied;
+                        log.maybe_log(&id, copied, total, self.estimated_rows);
                     }
                 }
                 line.drain(..start);
@@ -235,6 +353,26 @@ mod tests {
             key: vec![1, 0],
             dialect: Dialect::Postgres,
         }
+    }
+
+    #[test]
+    fn progress_has_rate_percent_and_eta() {
+        let p = Progress::new(10_000, Duration::from_secs(2), 15_000, Some(40_000));
+        assert_eq!(
+            p,
+            Progress {
+                rows_per_sec: 5_000,
+                percent: Some(37),
+                eta_secs: Some(5)
+            }
+        );
+        // No estimate, a table larger than estimated, nothing copied yet.
+        let p = Progress::new(100, Duration::from_secs(1), 100, None);
+        assert_eq!((p.percent, p.eta_secs), (None, None));
+        let p = Progress::new(500, Duration::from_secs(1), 500, Some(400));
+        assert_eq!((p.percent, p.eta_secs), (Some(100), Some(0)));
+        let p = Progress::new(0, Duration::ZERO, 0, Some(0));
+        assert_eq!((p.rows_per_sec, p.percent, p.eta_secs), (0, None, None));
     }
 
     #[test]

@@ -34,12 +34,14 @@ use engine::config::{PostgresSourceConfig, SourceConfig, SyncMode, TaskConfig};
 use engine::event::{
     Begin, Commit, Delete, Heartbeat, Insert, Relation, SnapshotDone, Truncate, Update,
 };
+use engine::mapping::TableSelection;
+use engine::metrics::{ConnectionRole, SourcePhase};
 use engine::pgtext::{parse, SESSION_SETTINGS};
 use engine::{
     ChangeEvent, Checkpoint, Lsn, Offset, Row, Source, SourceContext, TableId, TableSchema, Value,
 };
 use tokio_postgres::Client;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::catalog::{self, CatalogTable};
 use super::checks::{self, CheckOutcome};
@@ -59,18 +61,28 @@ pub struct PostgresSource {
     mode: SyncMode,
     /// Mapped source tables; `None` = every table of the publication.
     tables: Option<Vec<TableId>>,
+    /// Set when mappings name tables by pattern: matched against the catalog.
+    patterns: Option<TableSelection>,
 }
 
 impl PostgresSource {
     pub fn new(task: &TaskConfig) -> engine::Result<Self> {
-        let SourceConfig::Postgresql(cfg) = &task.source;
-        let tables: Vec<TableId> = task.mapping.iter().map(|m| m.source_id()).collect();
+        let SourceConfig::Postgresql(cfg) = &task.source else {
+            return Err(engine::Error::Config(format!(
+                "task {:?}: not a PostgreSQL source",
+                task.name
+            )));
+        };
+        let selection = TableSelection::new(&task.mapping)?;
+        let tables = selection.exact_tables();
+        let patterns = (!selection.is_all() && tables.is_none()).then_some(selection);
         Ok(Self {
             cfg: cfg.clone(),
             slot: task.slot_name(),
             publication: task.publication_name(),
             mode: task.sync_mode,
-            tables: (!tables.is_empty()).then_some(tables),
+            tables,
+            patterns,
         })
     }
 
@@ -80,10 +92,21 @@ impl PostgresSource {
         client: &Client,
         create: bool,
     ) -> Result<Vec<TableId>, PgSourceError> {
-        catalog::ensure_publication(client, &self.publication, self.tables.as_deref(), create)
-            .await?;
+        let tables = match &self.patterns {
+            Some(sel) => {
+                let matched = sel.select(all_user_tables(client).await?);
+                if matched.is_empty() {
+                    return Err(PgSourceError::Prerequisite(
+                        "no source table matches the [[task.mapping]] patterns".into(),
+                    ));
+                }
+                Some(matched)
+            }
+            None => self.tables.clone(),
+        };
+        catalog::ensure_publication(client, &self.publication, tables.as_deref(), create).await?;
         let published = catalog::publication_tables(client, &self.publication).await?;
-        match &self.tables {
+        match &tables {
             None => Ok(published),
             Some(wanted) => {
                 let missing: Vec<String> = wanted
@@ -180,6 +203,7 @@ impl PostgresSource {
     async fn run_inner(self, ctx: &mut SourceContext) -> Result<(), PgSourceError> {
         let pc = pg_config(&self.cfg)?;
         let client = connect(&pc).await?;
+        let _client_open = ctx.events.reporter().connection(ConnectionRole::Source);
         checks::ensure_wal_level_logical(&client).await?;
         checks::ensure_replication_privilege(&client).await?;
         let tables = self
@@ -204,6 +228,10 @@ impl PostgresSource {
         }
 
         let mut repl = ReplicationConnection::connect(&pc, SESSION_SETTINGS).await?;
+        let _repl_open = ctx
+            .events
+            .reporter()
+            .connection(ConnectionRole::SourceReplication);
         let start = if needs_snapshot {
             let point = if fresh {
                 if slot.is_some() {
@@ -267,6 +295,7 @@ impl PostgresSource {
         let stream = repl
             .start_replication(&self.slot, start, &self.publication)
             .await?;
+        ctx.events.reporter().phase(SourcePhase::Streaming);
         info!(slot = %self.slot, start = %start, "streaming changes");
         let catalog_by_oid = catalog_tables.into_iter().map(|t| (t.oid, t)).collect();
         let mut streamer = Streamer {
@@ -281,6 +310,8 @@ impl PostgresSource {
             last_sent_flush: Lsn(0),
             last_status: Instant::now(),
             status_interval: Duration::from_secs(self.cfg.status_interval_secs),
+            slot: self.slot.clone(),
+            next_lag_poll: Instant::now(),
         };
         streamer.run().await
     }
@@ -293,7 +324,11 @@ impl PostgresSource {
         snapshot_name: Option<&str>,
         ctx: &mut SourceContext,
     ) -> Result<(), PgSourceError> {
-        snapshot::begin(client, snapshot_name).await?;
+        let reporter = ctx.events.reporter().clone();
+        reporter.phase(SourcePhase::Snapshotting);
+        reporter.snapshot_tables(tables.len());
+        // Estimates come first: a failing query must not abort the snapshot transaction.
+        let mut todo = Vec::with_capacity(tables.len());
         for t in tables {
             let progress = cp
                 .snapshot
@@ -304,11 +339,20 @@ impl PostgresSource {
             if progress.done {
                 continue;
             }
+            let estimated = snapshot::estimate_rows(client, t.oid, &t.schema.id).await;
+            if let Some(n) = estimated {
+                reporter.snapshot_estimated_rows(&t.schema.id.to_string(), n);
+            }
+            todo.push((t, progress, estimated));
+        }
+        snapshot::begin(client, snapshot_name).await?;
+        for (t, progress, estimated_rows) in todo {
             TableCopier {
                 client,
                 table: t.schema.clone(),
                 chunk_rows: self.cfg.snapshot_chunk_rows,
                 progress,
+                estimated_rows,
             }
             .run(&mut ctx.events, &ctx.shutdown)
             .await?;
@@ -390,10 +434,46 @@ struct Streamer<'a> {
     last_sent_flush: Lsn,
     last_status: Instant,
     status_interval: Duration,
+    slot: String,
+    /// When to next read the slot's lag (metrics).
+    next_lag_poll: Instant,
 }
+
+/// How often the streaming source reads its slot's lag and retained WAL.
+const LAG_POLL_EVERY: Duration = Duration::from_secs(5);
+
+/// The slot's distance to the server's current WAL position: unacknowledged
+/// bytes (`confirmed_flush_lsn`) and retained WAL (`restart_lsn`). On a
+/// standby the last received position stands in for the current one.
+const SLOT_LAG_SQL: &str =
+    "SELECT (w.lsn - s.confirmed_flush_lsn)::int8, (w.lsn - s.restart_lsn)::int8
+   FROM pg_replication_slots s,
+        (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()
+                     ELSE pg_current_wal_lsn() END AS lsn) w
+  WHERE s.slot_name = $1";
 
 impl Streamer<'_> {
     async fn run(&mut self) -> Result<(), PgSourceError> {
+        let result = self.stream_until_stopped().await;
+        if matches!(result, Err(PgSourceError::Stopped)) {
+            self.finish().await;
+        }
+        result
+    }
+
+    /// On a requested stop: close the queue, wait (bounded) for the pipeline
+    /// to publish its last acknowledgement, and report it to the server, so
+    /// the slot releases WAL now rather than on the next start.
+    async fn finish(&mut self) {
+        self.ctx.events.close();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while let Ok(Ok(())) = tokio::time::timeout_at(deadline, self.ctx.acked.changed()).await {}
+        if let Err(e) = self.send_status(false).await {
+            warn!(error = %e, "could not send the final standby status");
+        }
+    }
+
+    async fn stream_until_stopped(&mut self) -> Result<(), PgSourceError> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -424,8 +504,37 @@ impl Streamer<'_> {
                         }
                     }
                 },
-                _ = tick.tick() => self.maybe_send_status().await?,
+                _ = tick.tick() => {
+                    self.maybe_send_status().await?;
+                    self.maybe_poll_lag().await;
+                }
             }
+        }
+    }
+
+    /// Every [`LAG_POLL_EVERY`], reads how far the slot is behind the server
+    /// (a cheap catalog query on the regular connection). Failures only
+    /// leave the metrics stale: the stream reports real connection problems.
+    async fn maybe_poll_lag(&mut self) {
+        if Instant::now() < self.next_lag_poll {
+            return;
+        }
+        self.next_lag_poll = Instant::now() + LAG_POLL_EVERY;
+        let slot = self.slot.as_str();
+        let timeout = Duration::from_secs(5);
+        match tokio::time::timeout(timeout, self.client.query_opt(SLOT_LAG_SQL, &[&slot])).await {
+            Ok(Ok(Some(row))) => {
+                let reporter = self.ctx.events.reporter();
+                if let Some(lag) = row.get::<_, Option<i64>>(0) {
+                    reporter.source_lag_bytes(lag.max(0) as u64);
+                }
+                if let Some(retained) = row.get::<_, Option<i64>>(1) {
+                    reporter.slot_retained_wal_bytes(retained.max(0) as u64);
+                }
+            }
+            Ok(Ok(None)) => debug!(slot = %self.slot, "slot not found while reading its lag"),
+            Ok(Err(e)) => debug!(slot = %self.slot, error = %e, "reading the slot's lag failed"),
+            Err(_) => debug!(slot = %self.slot, "reading the slot's lag timed out"),
         }
     }
 

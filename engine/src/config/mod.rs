@@ -13,11 +13,18 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+mod admin;
 mod mapping;
+mod mysql;
 mod postgres;
 mod secret;
 
-pub use mapping::MappingConfig;
+pub use admin::{AdminConfig, DEFAULT_ADMIN_LISTEN};
+pub use mapping::{
+    ColumnMapping, ErrorHandling, Literal, MappingConfig, Params, PrimaryKeyMapping, ScriptConfig,
+    ScriptType, TransformRule, TransformType, TriggerPhase,
+};
+pub use mysql::{MysqlSourceConfig, MysqlTargetConfig, ZeroDates, DERIVED_SERVER_ID_BASE};
 pub use postgres::{PostgresSourceConfig, PostgresTargetConfig};
 pub use secret::{interpolate, password_from_env, redact_url, ConnUrl, Secret};
 
@@ -49,6 +56,9 @@ pub struct DaemonConfig {
     /// Seconds to wait for in-flight batches on shutdown.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout_secs: u64,
+    /// The HTTP admin endpoint (`[daemon.admin]`).
+    #[serde(default)]
+    pub admin: AdminConfig,
 }
 
 impl Default for DaemonConfig {
@@ -57,6 +67,7 @@ impl Default for DaemonConfig {
             data_dir: default_data_dir(),
             log_format: LogFormat::Text,
             drain_timeout_secs: default_drain_timeout(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -141,12 +152,18 @@ fn default_queue_chunks() -> usize {
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SourceConfig {
     Postgresql(PostgresSourceConfig),
+    /// A MySQL or MariaDB binlog (`type = "mysql"` or `"mariadb"`).
+    #[serde(alias = "mariadb")]
+    Mysql(MysqlSourceConfig),
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum TargetConfig {
     Postgresql(PostgresTargetConfig),
+    /// A MySQL or MariaDB database (`type = "mysql"` or `"mariadb"`).
+    #[serde(alias = "mariadb")]
+    Mysql(MysqlTargetConfig),
 }
 
 impl TaskConfig {
@@ -156,6 +173,8 @@ impl TaskConfig {
                 .slot
                 .clone()
                 .unwrap_or_else(|| format!("dbsync_{}", sanitize_ident(&self.name))),
+            // Binlog sources have no slot; the name is only informative.
+            SourceConfig::Mysql(_) => format!("dbsync_{}", sanitize_ident(&self.name)),
         }
     }
 
@@ -165,6 +184,7 @@ impl TaskConfig {
                 .publication
                 .clone()
                 .unwrap_or_else(|| format!("dbsync_{}", sanitize_ident(&self.name))),
+            SourceConfig::Mysql(_) => format!("dbsync_{}", sanitize_ident(&self.name)),
         }
     }
 
@@ -189,18 +209,27 @@ impl TaskConfig {
             SourceConfig::Postgresql(c) => c
                 .validate(&self.slot_name(), &self.publication_name())
                 .map_err(bad)?,
+            SourceConfig::Mysql(c) => {
+                let mapped: Vec<&str> = self.mapping.iter().map(|m| m.source.as_str()).collect();
+                c.validate(&mapped).map_err(bad)?
+            }
         }
         match &self.target {
             TargetConfig::Postgresql(c) => c.validate().map_err(bad)?,
+            TargetConfig::Mysql(c) => c.validate().map_err(bad)?,
         }
         let mut seen = HashSet::new();
         for m in &self.mapping {
-            if m.source.trim().is_empty() {
-                return Err(bad("a [[task.mapping]] has an empty `source`".into()));
-            }
+            m.validate().map_err(bad)?;
             if !seen.insert(m.source_id()) {
                 return Err(bad(format!("source table {} is mapped twice", m.source)));
             }
+        }
+        if !self.mapping.is_empty() && self.mapping.iter().all(|m| !m.is_enabled) {
+            return Err(bad(
+                "every [[task.mapping]] has is_enabled = false: the task would replicate nothing"
+                    .into(),
+            ));
         }
         Ok(())
     }
@@ -244,6 +273,7 @@ impl Config {
                 "no [[task]] defined: add at least one task".into(),
             ));
         }
+        self.daemon.admin.validate()?;
         let mut names = HashSet::new();
         for t in &self.tasks {
             t.validate()?;

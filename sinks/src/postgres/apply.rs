@@ -9,6 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use engine::mapping::UpsertMode;
 use engine::pgtext;
 use engine::{PartialUpdate, Row, TableChanges, TableSchema, Value};
 use futures::{future::try_join_all, SinkExt};
@@ -44,13 +45,17 @@ pub(crate) struct Stage {
 #[derive(Default)]
 pub(crate) struct Statements {
     copy_target: Option<Statement>,
-    copy_stage: Option<Statement>,
+    pub(super) copy_stage: Option<Statement>,
     merge: Option<Statement>,
+    /// `merge` with `ON CONFLICT DO NOTHING`.
+    merge_nothing: Option<Statement>,
+    /// `UPDATE ... FROM stage` (`UPDATE_ONLY`).
+    pub(super) update_stage: Option<Statement>,
     copy_key_stage: Option<Statement>,
     delete_staged: Option<Statement>,
     delete_unnest: Option<Statement>,
-    /// `INSERT ... VALUES` by rows per statement.
-    insert_values: HashMap<usize, Statement>,
+    /// `INSERT ... VALUES` by (rows per statement, `DO NOTHING`).
+    insert_values: HashMap<(usize, bool), Statement>,
     /// Partial updates by changed-column mask.
     partial: HashMap<Vec<bool>, Statement>,
 }
@@ -64,7 +69,7 @@ pub(crate) struct TableState {
     pub ddl_in: Option<u64>,
     pub stage: Stage,
     pub key_stage: Stage,
-    stmts: Statements,
+    pub(super) stmts: Statements,
 }
 
 impl TableState {
@@ -151,7 +156,7 @@ impl TextValues {
     }
 }
 
-async fn prepare(
+pub(super) async fn prepare(
     client: &Client,
     slot: &mut Option<Statement>,
     sql: &str,
@@ -219,14 +224,16 @@ pub(crate) fn validate(changes: &TableChanges) -> Result<(), PgSinkError> {
     Ok(())
 }
 
-/// Applies deletes, then partial updates, then upserts.
+/// Applies deletes, then partial updates, then upserts, as the changes'
+/// [`engine::ConflictPolicy`] says.
 pub(crate) async fn apply(
     cx: &Ctx<'_>,
     st: &mut TableState,
     changes: &TableChanges,
 ) -> Result<(), PgSinkError> {
     validate(changes)?;
-    if !changes.deletes.is_empty() {
+    let policy = changes.policy;
+    if !changes.deletes.is_empty() && policy.applies_deletes() {
         let unnest = cx.opts.delete == DeleteStrategy::Unnest && st.sql.delete_unnest.is_some();
         if unnest {
             delete_unnest(cx, st, &changes.deletes).await?;
@@ -234,15 +241,22 @@ pub(crate) async fn apply(
             delete_staged(cx, st, &changes.deletes).await?;
         }
     }
-    if !changes.partial_updates.is_empty() {
+    if !changes.partial_updates.is_empty() && policy.applies_partial_updates() {
         partial_updates(cx, st, &changes.partial_updates).await?;
     }
     if !changes.upserts.is_empty() {
         let rows = &changes.upserts;
+        let nothing = match policy.upsert_mode() {
+            UpsertMode::InsertOrOverwrite => false,
+            UpsertMode::InsertIfAbsent => true,
+            UpsertMode::UpdateIfPresent => {
+                return super::policy::update_existing(cx, st, rows).await
+            }
+        };
         if cx.opts.use_copy(rows.len(), changes.likely_new) {
-            upsert_copy(cx, st, rows, changes.likely_new).await?;
+            upsert_copy(cx, st, rows, changes.likely_new, nothing).await?;
         } else {
-            upsert_values(cx, st, rows).await?;
+            upsert_values(cx, st, rows, nothing).await?;
         }
     }
     Ok(())
@@ -282,7 +296,7 @@ async fn maybe_simple(client: &Client, sql: Option<&str>) -> Result<(), tokio_po
 
 /// Starts a prepared `COPY`, preceded by `before` in the same round trip
 /// (requests on one connection are executed in order).
-async fn start_copy(
+pub(super) async fn start_copy(
     client: &Client,
     schema: &TableSchema,
     action: &'static str,
@@ -300,7 +314,7 @@ async fn start_copy(
 
 /// Copies `rows` through a started `COPY` and runs `then` right behind it
 /// (one round trip); the copy's error wins over the follow-up's.
-async fn copy_then(
+pub(super) async fn copy_then(
     client: &Client,
     schema: &TableSchema,
     sink: CopyInSink<Bytes>,
@@ -315,7 +329,7 @@ async fn copy_then(
     Ok(())
 }
 
-async fn simple(
+pub(super) async fn simple(
     cx: &Ctx<'_>,
     schema: &TableSchema,
     action: &'static str,
@@ -330,7 +344,7 @@ async fn simple(
 /// Makes a stage usable in this transaction. Creates it when missing;
 /// returns the `TRUNCATE` to send before the next `COPY` into it when it
 /// already holds rows of this transaction.
-async fn ready_stage<'a>(
+pub(super) async fn ready_stage<'a>(
     cx: &Ctx<'_>,
     schema: &TableSchema,
     stage: &mut Stage,
@@ -348,11 +362,13 @@ async fn ready_stage<'a>(
     Ok(pending)
 }
 
+/// Upserts through `COPY` (`nothing`: existing keys are left as they are).
 async fn upsert_copy(
     cx: &Ctx<'_>,
     st: &mut TableState,
     rows: &[Row],
     likely_new: bool,
+    nothing: bool,
 ) -> Result<(), PgSinkError> {
     let schema = st.schema.clone();
     if likely_new {
@@ -408,7 +424,17 @@ async fn upsert_copy(
         &schema,
     )
     .await?;
-    let merge = prepare(cx.client, &mut st.stmts.merge, &st.sql.merge, &schema).await?;
+    let merge = if nothing {
+        prepare(
+            cx.client,
+            &mut st.stmts.merge_nothing,
+            &st.sql.merge_nothing,
+            &schema,
+        )
+        .await?
+    } else {
+        prepare(cx.client, &mut st.stmts.merge, &st.sql.merge, &schema).await?
+    };
     let sink = start_copy(cx.client, &schema, "copying rows to stage", truncate, &copy).await?;
     copy_then(
         cx.client,
@@ -440,20 +466,25 @@ pub(crate) fn statement_sizes(n: usize, per: usize) -> Vec<usize> {
     sizes
 }
 
-async fn upsert_values(cx: &Ctx<'_>, st: &mut TableState, rows: &[Row]) -> Result<(), PgSinkError> {
+async fn upsert_values(
+    cx: &Ctx<'_>,
+    st: &mut TableState,
+    rows: &[Row],
+    nothing: bool,
+) -> Result<(), PgSinkError> {
     let schema = st.schema.clone();
     let ncols = schema.columns.len();
     let per = values_rows_per_statement(ncols, cx.opts.values_rows);
     let sizes = statement_sizes(rows.len(), per);
     let mut stmts = Vec::with_capacity(sizes.len());
     for &size in &sizes {
-        let stmt = match st.stmts.insert_values.get(&size) {
+        let stmt = match st.stmts.insert_values.get(&(size, nothing)) {
             Some(s) => s.clone(),
             None => {
-                let sql = st.sql.insert_values(size, ncols);
+                let sql = st.sql.insert_values(size, ncols, nothing);
                 let mut slot = None;
                 let s = prepare(cx.client, &mut slot, &sql, &schema).await?;
-                st.stmts.insert_values.insert(size, s.clone());
+                st.stmts.insert_values.insert((size, nothing), s.clone());
                 s
             }
         };

@@ -13,6 +13,10 @@
 //!   more round trips and a fixed server-side setup).
 //! - Deletes bind one array per key column and join it with `unnest`.
 //! - Partial updates set only the columns that carry a value.
+//! - Each [`engine::TableChanges::policy`] is honored (see `policy`):
+//!   `INSERT_ONLY`/`IGNORE` insert with `ON CONFLICT DO NOTHING`,
+//!   `UPDATE_ONLY` updates existing rows from a staging table, and deletes
+//!   and partial updates are skipped where the policy says so.
 //! - `BEGIN` travels with the first statement of a transaction; follow-up
 //!   statements are pipelined behind a `COPY`.
 //!
@@ -21,6 +25,7 @@
 mod apply;
 pub mod ddl;
 mod error;
+mod policy;
 mod sink;
 pub mod sql;
 

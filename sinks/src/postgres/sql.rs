@@ -95,6 +95,8 @@ pub struct TableSql {
     pub key_columns: String,
     /// The `ON CONFLICT ...` clause.
     pub conflict: String,
+    /// `ON CONFLICT (key) DO NOTHING` (`INSERT_ONLY`, `IGNORE`).
+    pub conflict_nothing: String,
     /// `COPY target (cols) FROM STDIN` (the `likely_new` fast path).
     pub copy_target: String,
     /// `pg_temp."dbsync_stage_N"`: rows to merge.
@@ -107,6 +109,11 @@ pub struct TableSql {
     pub truncate_stage: String,
     /// `INSERT INTO target (cols) SELECT cols FROM stage ON CONFLICT ...`.
     pub merge: String,
+    /// The same with `ON CONFLICT (key) DO NOTHING`.
+    pub merge_nothing: String,
+    /// `UPDATE target AS t SET <non-key cols> FROM stage AS s WHERE <key match>`
+    /// (`UPDATE_ONLY`); `None` when every column is a key column.
+    pub update_from_stage: Option<String>,
     /// `pg_temp."dbsync_keys_N"`: keys to delete.
     pub key_stage: String,
     /// Creates the key stage (key columns only).
@@ -131,6 +138,7 @@ impl TableSql {
         let columns = ident_list(schema.columns.iter().map(|c| c.name.as_str()), "");
         let key_columns = ident_list(schema.key_names(), "");
         let conflict = on_conflict(schema);
+        let conflict_nothing = format!("ON CONFLICT ({key_columns}) DO NOTHING");
         let stage = format!("pg_temp.\"dbsync_stage_{stage_id}\"");
         let key_stage = format!("pg_temp.\"dbsync_keys_{stage_id}\"");
         let key_match = {
@@ -156,6 +164,30 @@ impl TableSql {
                 "DELETE FROM {target} AS t USING unnest({arrays}) AS d({key_columns}) WHERE {key_match}"
             )
         });
+        let update_from_stage = {
+            let mut set = String::new();
+            for (i, col) in schema.columns.iter().enumerate() {
+                if schema.key.contains(&i) {
+                    continue;
+                }
+                if !set.is_empty() {
+                    set.push_str(", ");
+                }
+                let q = quote_ident(&col.name);
+                let _ = write!(set, "{q} = s.{q}");
+            }
+            let mut stage_match = String::new();
+            for (i, name) in schema.key_names().enumerate() {
+                if i > 0 {
+                    stage_match.push_str(" AND ");
+                }
+                let q = quote_ident(name);
+                let _ = write!(stage_match, "t.{q} = s.{q}");
+            }
+            (!set.is_empty()).then(|| {
+                format!("UPDATE {target} AS t SET {set} FROM {stage} AS s WHERE {stage_match}")
+            })
+        };
         Self {
             copy_target: format!("COPY {target} ({columns}) FROM STDIN"),
             create_stage: format!(
@@ -167,6 +199,10 @@ impl TableSql {
             merge: format!(
                 "INSERT INTO {target} ({columns}) SELECT {columns} FROM {stage} {conflict}"
             ),
+            merge_nothing: format!(
+                "INSERT INTO {target} ({columns}) SELECT {columns} FROM {stage} {conflict_nothing}"
+            ),
+            update_from_stage,
             create_key_stage: format!(
                 "CREATE TEMP TABLE IF NOT EXISTS {key_stage} ON COMMIT DELETE ROWS AS \
                  SELECT {key_columns} FROM {target} WITH NO DATA"
@@ -181,14 +217,16 @@ impl TableSql {
             columns,
             key_columns,
             conflict,
+            conflict_nothing,
             stage,
             key_stage,
         }
     }
 
     /// `INSERT INTO target (cols) VALUES ($1, ...), ... ON CONFLICT ...` for
-    /// `rows` rows of `ncols` parameters each (typed by the target columns).
-    pub fn insert_values(&self, rows: usize, ncols: usize) -> String {
+    /// `rows` rows of `ncols` parameters each (typed by the target columns);
+    /// `DO NOTHING` on conflict when `nothing`.
+    pub fn insert_values(&self, rows: usize, ncols: usize, nothing: bool) -> String {
         let mut sql = String::with_capacity(64 + self.columns.len() + rows * ncols * 6);
         let _ = write!(
             sql,
@@ -208,7 +246,11 @@ impl TableSql {
             sql.push(')');
         }
         sql.push(' ');
-        sql.push_str(&self.conflict);
+        sql.push_str(if nothing {
+            &self.conflict_nothing
+        } else {
+            &self.conflict
+        });
         sql
     }
 
@@ -300,7 +342,8 @@ mod tests {
         assert_eq!(on_conflict(&s), "ON CONFLICT (\"a\", \"b\") DO NOTHING");
         let sql = TableSql::new(&s, 1, None);
         assert!(sql.merge.ends_with("DO NOTHING"), "{}", sql.merge);
-        assert!(sql.insert_values(1, 2).ends_with("DO NOTHING"));
+        assert!(sql.insert_values(1, 2, false).ends_with("DO NOTHING"));
+        assert!(sql.update_from_stage.is_none());
     }
 
     #[test]
@@ -367,9 +410,38 @@ mod tests {
         let s = schema(&["id", "v"], &[0]);
         let sql = TableSql::new(&s, 1, None);
         assert_eq!(
-            sql.insert_values(2, 2),
+            sql.insert_values(2, 2, false),
             "INSERT INTO \"sales\".\"order\"\"s\" (\"id\", \"v\") VALUES ($1, $2), ($3, $4) \
              ON CONFLICT (\"id\") DO UPDATE SET \"v\" = EXCLUDED.\"v\""
+        );
+        assert_eq!(
+            sql.insert_values(1, 2, true),
+            "INSERT INTO \"sales\".\"order\"\"s\" (\"id\", \"v\") VALUES ($1, $2) \
+             ON CONFLICT (\"id\") DO NOTHING"
+        );
+    }
+
+    #[test]
+    fn policy_statements() {
+        let s = schema(&["a", "b", "c", "d"], &[2, 0]);
+        let sql = TableSql::new(&s, 3, None);
+        let t = "\"sales\".\"order\"\"s\"";
+        assert_eq!(
+            sql.merge_nothing,
+            format!(
+                "INSERT INTO {t} (\"a\", \"b\", \"c\", \"d\") SELECT \"a\", \"b\", \"c\", \"d\" \
+                 FROM pg_temp.\"dbsync_stage_3\" ON CONFLICT (\"c\", \"a\") DO NOTHING"
+            )
+        );
+        assert_eq!(
+            sql.update_from_stage.as_deref(),
+            Some(
+                format!(
+                    "UPDATE {t} AS t SET \"b\" = s.\"b\", \"d\" = s.\"d\" FROM pg_temp.\"dbsync_stage_3\" AS s \
+                     WHERE t.\"c\" = s.\"c\" AND t.\"a\" = s.\"a\""
+                )
+                .as_str()
+            )
         );
     }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use engine::config::{ConnUrl, PostgresTargetConfig};
 use engine::{
-    ColumnSchema, DataType, Dialect, PartialUpdate, Row, TableChanges, TableId, TableSchema,
+    ColumnSchema, ConflictPolicy, DataType, Dialect, PartialUpdate, Row, TableChanges, TableId,
+    TableSchema,
 };
 use sinks::postgres::{PgSinkOptions, PostgresSink};
 use testkit::{PgOptions, PgServer};
@@ -91,6 +92,7 @@ pub fn upserts(t: &Arc<TableSchema>, rows: Vec<Row>, likely_new: bool) -> TableC
         partial_updates: Vec::new(),
         upserts: rows,
         likely_new,
+        policy: ConflictPolicy::Upsert,
     }
 }
 
@@ -101,6 +103,7 @@ pub fn deletes(t: &Arc<TableSchema>, keys: Vec<Row>) -> TableChanges {
         partial_updates: Vec::new(),
         upserts: Vec::new(),
         likely_new: false,
+        policy: ConflictPolicy::Upsert,
     }
 }
 
@@ -111,6 +114,7 @@ pub fn partial(t: &Arc<TableSchema>, updates: Vec<PartialUpdate>) -> TableChange
         partial_updates: updates,
         upserts: Vec::new(),
         likely_new: false,
+        policy: ConflictPolicy::Upsert,
     }
 }
 

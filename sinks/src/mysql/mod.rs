@@ -1,0 +1,143 @@
+//! The MySQL / MariaDB sink: writes coalesced changes into MySQL 8 or MariaDB
+//! inside one target transaction per pipeline batch.
+//!
+//! # Session
+//! Every connection runs `SET NAMES utf8mb4`, `time_zone = '+00:00'` (so
+//! `TIMESTAMP` columns store the UTC instant the source had) and
+//! `sql_mode = 'STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES,ERROR_FOR_DIVISION_BY_ZERO,
+//! NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO'` ([`SQL_MODE`]):
+//! - `STRICT_ALL_TABLES`: out-of-range, too-long and malformed values are
+//!   errors, never silently clipped;
+//! - `NO_BACKSLASH_ESCAPES`: the few literals dbsync writes (enum members in
+//!   DDL) only double their quotes;
+//! - `NO_AUTO_VALUE_ON_ZERO`: a replicated key 0 in an `AUTO_INCREMENT`
+//!   column stays 0;
+//! - `NO_ZERO_DATE`/`NO_ZERO_IN_DATE` are left out on purpose: typed values
+//!   can never be zero dates, and a MySQL source configured with
+//!   `zero_dates = "text"` sends them so that the replica keeps them.
+//!
+//! Besides strict mode, every data statement's warning count is checked:
+//! any warning (e.g. a decimal rounded, a `LOAD DATA` field clipped) fails
+//! the batch with the column named, so nothing changes silently.
+//!
+//! # Transactions
+//! `begin` opens nothing; `START TRANSACTION` goes out with the first write,
+//! `commit` sends `COMMIT` (durable as far as the server's
+//! `innodb_flush_log_at_trx_commit` and `sync_binlog` make it: 1 is needed for
+//! a commit to survive a target crash — that is the server's business).
+//! MySQL commits implicitly on DDL, even on `TRUNCATE` of a temporary table,
+//! so: tables are created and extended on a second connection of their own;
+//! `truncate` is a transactional `DELETE FROM`; staging tables are temporary
+//! tables dropped and created (`DROP/CREATE TEMPORARY TABLE` do not commit).
+//! When columns must be added to a table the open transaction already wrote
+//! to (its metadata lock would block the `ALTER`), the transaction is rolled
+//! back, the columns are added, and a transient error makes the pipeline
+//! replay it.
+//!
+//! # Writes
+//! - Upserts: multi-row `INSERT ... VALUES (?, ...), ... ON DUPLICATE KEY
+//!   UPDATE` with values bound as parameters (binary protocol), or `LOAD DATA
+//!   LOCAL INFILE` (into the target under a savepoint for probably-new keys,
+//!   else into a temporary stage merged with `INSERT ... SELECT ... ON
+//!   DUPLICATE KEY UPDATE`), chosen by [`UpsertStrategy`].
+//!   `ON DUPLICATE KEY UPDATE` fires on any unique index, not only the key:
+//!   a target table with further unique indexes may see rows merged where
+//!   PostgreSQL's `ON CONFLICT (key)` would fail.
+//! - Deletes: `DELETE ... WHERE key IN (...)` (`(k1, k2) IN ((?, ?), ...)`
+//!   for composite keys) in chunks.
+//! - Partial updates set only the columns that carry a value.
+//!
+//! Identifiers are always quoted with backticks; values never appear in SQL
+//! text. mysql_async's `tracing` feature stays off (it would log statement
+//! parameters at debug level).
+//!
+//! # MySQL 8 (not run here) versus MariaDB
+//! Where MySQL 8 behaves differently the code says so: the `INSERT ... AS
+//! alias` upsert syntax (`VALUES()` is deprecated and warns), the
+//! `utf8mb4_0900_bin` key collation, `local_infile` off by default (the
+//! `LOAD DATA` strategies then fall back to `INSERT`), the native `JSON` type
+//! (normalizes documents; MariaDB keeps the text in a checked `LONGTEXT`),
+//! `TIME` ending at 838:59:59.000000, and `CREATE TEMPORARY TABLE` inside a
+//! transaction needing `binlog_format = ROW` when GTIDs are enforced.
+
+mod apply;
+pub mod ddl;
+mod error;
+mod sink;
+pub mod sql;
+pub mod values;
+
+pub use error::{class_of_code, describe_server_error, MyFailure, MysqlSinkError};
+pub use sink::MysqlSink;
+pub use sql::ServerInfo;
+
+/// The session `sql_mode` (see the module documentation).
+pub const SQL_MODE: &str = "STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES,ERROR_FOR_DIVISION_BY_ZERO,\
+                            NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO";
+
+/// How upserts are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpsertStrategy {
+    /// The measured best: `LoadData` for batches of at least
+    /// [`MysqlSinkOptions::load_min_rows_new`] rows when `likely_new`, or
+    /// [`MysqlSinkOptions::load_min_rows`] rows otherwise, when the server
+    /// allows `LOAD DATA LOCAL`; `InsertValues` for the rest.
+    Auto,
+    /// Multi-row `INSERT ... ON DUPLICATE KEY UPDATE` with bound parameters.
+    InsertValues,
+    /// `LOAD DATA LOCAL INFILE` (straight into the target for `likely_new`
+    /// batches, under a savepoint; else into a staging table, then merged).
+    /// Falls back to `InsertValues` when the server has `local_infile` off.
+    LoadData,
+}
+
+/// Tuning of the MySQL sink. The defaults are the measured best; the
+/// alternatives exist for measurement.
+#[derive(Debug, Clone)]
+pub struct MysqlSinkOptions {
+    /// How upserts are written.
+    pub upsert: UpsertStrategy,
+    /// With [`UpsertStrategy::Auto`]: `likely_new` batches of at least this
+    /// many rows are loaded straight into the target.
+    pub load_min_rows_new: usize,
+    /// With [`UpsertStrategy::Auto`]: other batches of at least this many rows
+    /// are loaded into a staging table and merged.
+    pub load_min_rows: usize,
+    /// Most rows per `INSERT ... VALUES` statement (fewer when the table has
+    /// many columns: a statement takes at most 65535 parameters).
+    pub values_rows: usize,
+    /// An `INSERT ... VALUES` statement ends once its values reach this many bytes.
+    pub statement_bytes: usize,
+    /// Most keys per `DELETE` statement (MariaDB turns `IN` lists of 1000 or
+    /// more into a join with a derived table: stay below).
+    pub delete_keys: usize,
+}
+
+impl Default for MysqlSinkOptions {
+    fn default() -> Self {
+        Self {
+            upsert: UpsertStrategy::Auto,
+            load_min_rows_new: 1000,
+            load_min_rows: 5000,
+            values_rows: 1000,
+            statement_bytes: 4 * 1024 * 1024,
+            delete_keys: 500,
+        }
+    }
+}
+
+impl MysqlSinkOptions {
+    /// Whether a batch of `rows` upserts goes through `LOAD DATA` on a server
+    /// that allows it (`local_infile`).
+    pub fn use_load(&self, rows: usize, likely_new: bool, local_infile: bool) -> bool {
+        if !local_infile {
+            return false;
+        }
+        match self.upsert {
+            UpsertStrategy::LoadData => true,
+            UpsertStrategy::InsertValues => false,
+            UpsertStrategy::Auto if likely_new => rows >= self.load_min_rows_new,
+            UpsertStrategy::Auto => rows >= self.load_min_rows,
+        }
+    }
+}
