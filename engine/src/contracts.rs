@@ -110,6 +110,9 @@ pub struct PartialUpdate {
 /// - **Order.** Calls are applied in the order made. Inside one
 ///   [`TableChanges`] the sink applies `deletes`, then `partial_updates`, then
 ///   `upserts` (their keys are disjoint).
+/// - **Policy.** Each [`TableChanges`] carries a [`ConflictPolicy`]: which of
+///   its deletes, partial updates and upserts are written, and how (the table
+///   in the rustdoc of [`ConflictPolicy`]).
 /// - **Idempotence.** Applying the same changes again leaves the same target
 ///   state (upserts keyed on the table key; deletes of absent rows are no-ops):
 ///   after a crash the pipeline replays from the last checkpoint.

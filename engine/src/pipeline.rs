@@ -483,6 +483,7 @@ impl<K: Sink> Applier<K> {
         {
             // The mapping's own limit: the most rows of this table per write.
             if let Some(changes) = self.coalescer.drain_table(&table.id) {
+                self.ensure_begun().await?;
                 self.sink.apply(&changes).await?;
                 self.router.after_write(&changes)?;
             }
@@ -517,7 +518,11 @@ impl<K: Sink> Applier<K> {
         if let Some(s) = p.stream {
             next.stream = Some(s);
         }
-        let snapshot_moved = !p.snapshot.is_empty();
+        let moved: Vec<(String, u64)> = p
+            .snapshot
+            .iter()
+            .map(|(t, s)| (t.clone(), s.rows_copied))
+            .collect();
         for (table, progress) in p.snapshot {
             next.snapshot.tables.insert(table, progress);
         }
@@ -536,8 +541,8 @@ impl<K: Sink> Applier<K> {
             p.source_commit_us,
             heartbeat_only,
         );
-        if snapshot_moved {
-            record_snapshot_progress(&self.metrics, &self.cp);
+        if !moved.is_empty() {
+            record_snapshot_moved(&self.metrics, &moved, &self.cp);
         }
         let s = &self.stats;
         s.rows_applied.fetch_add(p.rows, Ordering::Relaxed);
@@ -605,10 +610,21 @@ impl<K: Sink> Applier<K> {
     }
 }
 
-/// Sets the snapshot gauges from a durable checkpoint.
+/// Sets the snapshot gauges of every table from a durable checkpoint.
 fn record_snapshot_progress(metrics: &TaskMetrics, cp: &Checkpoint) {
-    for (table, progress) in &cp.snapshot.tables {
-        metrics.snapshot_copied(table, progress.rows_copied);
+    let all: Vec<(String, u64)> = cp
+        .snapshot
+        .tables
+        .iter()
+        .map(|(t, p)| (t.clone(), p.rows_copied))
+        .collect();
+    record_snapshot_moved(metrics, &all, cp);
+}
+
+/// Sets the gauges of the tables whose copy moved (`cp` is durable), and the table counts.
+fn record_snapshot_moved(metrics: &TaskMetrics, moved: &[(String, u64)], cp: &Checkpoint) {
+    for (table, rows) in moved {
+        metrics.snapshot_copied(table, *rows);
     }
     let done = cp.snapshot.tables.values().filter(|p| p.done).count();
     if !cp.snapshot.tables.is_empty() {

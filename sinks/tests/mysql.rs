@@ -486,3 +486,83 @@ async fn conflict_policies_are_honored() {
         }
     }
 }
+
+#[tokio::test]
+async fn credentials_come_from_the_environment_and_never_reach_errors() {
+    let db = server();
+    db.exec(
+        "CREATE USER 'app'@'%' IDENTIFIED BY 'pw-s3cr3t'; \
+         GRANT ALL PRIVILEGES ON *.* TO 'app'@'%'; FLUSH PRIVILEGES;",
+    );
+    let port = db.port();
+    let cfg = |url: String, env: Option<&str>| engine::config::MysqlTargetConfig {
+        url: engine::config::ConnUrl::new(url),
+        password_env: env.map(String::from),
+        create_tables: true,
+    };
+    std::env::set_var("DBSYNC_MYSQL_SINK_TEST_PW", "pw-s3cr3t");
+    std::env::set_var("DBSYNC_MYSQL_SINK_TEST_BAD_PW", "wrong-s3cr3t");
+    // password_env, and the mariadb:// scheme with a ${NAME} in the URL.
+    for c in [
+        cfg(
+            format!("mysql://app@127.0.0.1:{port}/{DB}"),
+            Some("DBSYNC_MYSQL_SINK_TEST_PW"),
+        ),
+        cfg(
+            format!("mariadb://app:${{DBSYNC_MYSQL_SINK_TEST_PW}}@127.0.0.1:{port}/{DB}"),
+            None,
+        ),
+    ] {
+        let mut s = sinks::mysql::MysqlSink::connect(&c).await.unwrap();
+        s.begin().await.unwrap();
+        s.commit().await.unwrap();
+        assert!(s.server_info().mariadb);
+    }
+    let err = sinks::mysql::MysqlSink::connect(&cfg(
+        format!("mysql://app@127.0.0.1:{port}/{DB}"),
+        Some("DBSYNC_MYSQL_SINK_TEST_BAD_PW"),
+    ))
+    .await
+    .err()
+    .unwrap();
+    let msg = err.to_string();
+    assert!(!err.is_transient(), "{msg}");
+    assert!(msg.contains("1045") && msg.contains("password"), "{msg}");
+    assert!(!msg.contains("s3cr3t"), "{msg}");
+    let err = sinks::mysql::MysqlSink::connect(&cfg(
+        format!("mysql://app:wrong-s3cr3t@127.0.0.1:{port}/{DB}"),
+        None,
+    ))
+    .await
+    .err()
+    .unwrap();
+    assert!(!err.to_string().contains("s3cr3t"), "{err}");
+    assert!(err.to_string().contains("app:***@"), "{err}");
+    // Nobody listening: transient.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = sinks::mysql::MysqlSink::connect(&cfg(
+        format!("mysql://app:x-s3cr3t@127.0.0.1:{free}/{DB}"),
+        None,
+    ))
+    .await
+    .err()
+    .unwrap();
+    assert!(err.is_transient(), "{err}");
+    assert!(!err.to_string().contains("s3cr3t"), "{err}");
+    // A missing password variable is named, not guessed.
+    let err = sinks::mysql::MysqlSink::connect(&cfg(
+        format!("mysql://app@127.0.0.1:{port}/{DB}"),
+        Some("DBSYNC_MYSQL_SINK_TEST_UNSET"),
+    ))
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string().contains("DBSYNC_MYSQL_SINK_TEST_UNSET"),
+        "{err}"
+    );
+}

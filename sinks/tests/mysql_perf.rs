@@ -119,8 +119,14 @@ async fn run(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upsert_strategies_measured() {
     let db = server();
-    let mut report = String::from(
-        "\nMySQL sink upserts into MariaDB (rows/s, best of 3; new keys / all-conflicting updates)\n",
+    // DBSYNC_PERF_REPS repeats each measurement more often on a busy machine.
+    let reps: usize = std::env::var("DBSYNC_PERF_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let mut report = format!(
+        "\nMySQL sink upserts into MariaDB (rows/s, best of {reps}; new keys / all-conflicting updates)\n"
     );
     for batch in [10_000usize, 5_000, 1_000, 100] {
         let total = if batch == 100 { ROWS / 5 } else { ROWS };
@@ -131,7 +137,7 @@ async fn upsert_strategies_measured() {
         ];
         let mut best = [(0.0f64, 0.0f64); 3];
         // Interleaved repetitions: a busy machine slows every strategy alike.
-        for rep in 0..3 {
+        for rep in 0..reps {
             for (i, (label, upsert)) in strategies.iter().enumerate() {
                 let name = format!("perf_{label}_{batch}_{rep}");
                 let (new, upd) = run(&db, &name, *upsert, batch, total).await;

@@ -3,6 +3,7 @@
 
 mod cli;
 mod harness;
+mod mapping;
 mod mysql_pairs;
 mod mysql_source;
 mod observability;

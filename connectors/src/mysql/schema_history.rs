@@ -430,10 +430,12 @@ fn rename(
                 out.changed.insert(to.clone());
                 out.removed.remove(to);
             }
-            None if scope.watched(to) => return Err(format!(
+            None if scope.watched(to) => {
+                return Err(format!(
                 "the schema of {to} (renamed from {from}) is unknown to dbsync; re-sync the task \
                      (dbsync offsets reset --task <name>)"
-            )),
+            ))
+            }
             None => {}
         }
     }

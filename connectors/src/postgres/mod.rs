@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod checks;
 pub mod client;
 pub mod error;
+pub mod lag;
 pub mod pgoutput;
 pub mod replication;
 pub mod snapshot;

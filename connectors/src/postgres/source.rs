@@ -41,12 +41,13 @@ use engine::{
     ChangeEvent, Checkpoint, Lsn, Offset, Row, Source, SourceContext, TableId, TableSchema, Value,
 };
 use tokio_postgres::Client;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::catalog::{self, CatalogTable};
 use super::checks::{self, CheckOutcome};
 use super::client::{connect, pg_config};
 use super::error::PgSourceError;
+use super::lag;
 use super::pgoutput::{self, PgOutput, RelationBody, TupleValue};
 use super::replication::{
     pg_epoch_us_to_utc, ReplicationConnection, ReplicationMessage, ReplicationStream,
@@ -312,6 +313,7 @@ impl PostgresSource {
             status_interval: Duration::from_secs(self.cfg.status_interval_secs),
             slot: self.slot.clone(),
             next_lag_poll: Instant::now(),
+            messages_since_poll: 0,
         };
         streamer.run().await
     }
@@ -437,20 +439,9 @@ struct Streamer<'a> {
     slot: String,
     /// When to next read the slot's lag (metrics).
     next_lag_poll: Instant,
+    /// Messages since the last look at `next_lag_poll`.
+    messages_since_poll: u32,
 }
-
-/// How often the streaming source reads its slot's lag and retained WAL.
-const LAG_POLL_EVERY: Duration = Duration::from_secs(5);
-
-/// The slot's distance to the server's current WAL position: unacknowledged
-/// bytes (`confirmed_flush_lsn`) and retained WAL (`restart_lsn`). On a
-/// standby the last received position stands in for the current one.
-const SLOT_LAG_SQL: &str =
-    "SELECT (w.lsn - s.confirmed_flush_lsn)::int8, (w.lsn - s.restart_lsn)::int8
-   FROM pg_replication_slots s,
-        (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()
-                     ELSE pg_current_wal_lsn() END AS lsn) w
-  WHERE s.slot_name = $1";
 
 impl Streamer<'_> {
     async fn run(&mut self) -> Result<(), PgSourceError> {
@@ -491,6 +482,12 @@ impl Streamer<'_> {
                         self.last_received = self.last_received.max(wal_end);
                         let msg = pgoutput::decode(data).map_err(|e| PgSourceError::Decode(e.to_string()))?;
                         self.handle(msg).await?;
+                        self.messages_since_poll += 1;
+                        if self.messages_since_poll >= lag::CHECK_EVERY_MESSAGES {
+                            // A steady stream starves the tick below (biased select).
+                            self.messages_since_poll = 0;
+                            self.maybe_poll_lag().await;
+                        }
                     }
                     Some(ReplicationMessage::Keepalive { wal_end, reply_requested, .. }) => {
                         self.last_received = self.last_received.max(wal_end);
@@ -512,30 +509,13 @@ impl Streamer<'_> {
         }
     }
 
-    /// Every [`LAG_POLL_EVERY`], reads how far the slot is behind the server
-    /// (a cheap catalog query on the regular connection). Failures only
-    /// leave the metrics stale: the stream reports real connection problems.
+    /// Every [`lag::POLL_EVERY`], reports how far the slot is behind the server.
     async fn maybe_poll_lag(&mut self) {
         if Instant::now() < self.next_lag_poll {
             return;
         }
-        self.next_lag_poll = Instant::now() + LAG_POLL_EVERY;
-        let slot = self.slot.as_str();
-        let timeout = Duration::from_secs(5);
-        match tokio::time::timeout(timeout, self.client.query_opt(SLOT_LAG_SQL, &[&slot])).await {
-            Ok(Ok(Some(row))) => {
-                let reporter = self.ctx.events.reporter();
-                if let Some(lag) = row.get::<_, Option<i64>>(0) {
-                    reporter.source_lag_bytes(lag.max(0) as u64);
-                }
-                if let Some(retained) = row.get::<_, Option<i64>>(1) {
-                    reporter.slot_retained_wal_bytes(retained.max(0) as u64);
-                }
-            }
-            Ok(Ok(None)) => debug!(slot = %self.slot, "slot not found while reading its lag"),
-            Ok(Err(e)) => debug!(slot = %self.slot, error = %e, "reading the slot's lag failed"),
-            Err(_) => debug!(slot = %self.slot, "reading the slot's lag timed out"),
-        }
+        self.next_lag_poll = Instant::now() + lag::POLL_EVERY;
+        lag::report_slot_lag(&self.client, &self.slot, self.ctx.events.reporter()).await;
     }
 
     fn acked(&self) -> Lsn {
@@ -574,7 +554,10 @@ impl Streamer<'_> {
                 biased;
                 _ = self.ctx.shutdown.cancelled() => return Err(PgSourceError::Stopped),
                 r = self.ctx.events.flush() => r.map_err(|_| PgSourceError::Stopped)?,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => self.maybe_send_status().await?,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    self.maybe_send_status().await?;
+                    self.maybe_poll_lag().await;
+                }
             }
         }
         Ok(())

@@ -137,6 +137,7 @@ pub enum TransformType {
 pub struct TransformRule {
     /// The source column the rule rewrites.
     pub column: String,
+    /// What the rule does.
     pub transform_type: TransformType,
     /// The rule's parameters; unknown ones are rejected.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -167,8 +168,9 @@ pub enum TriggerPhase {
     AfterTransform,
     /// On the target record (renamed, retyped columns), before it is buffered.
     BeforeWrite,
-    /// On each row once the target accepted it (inside the open target
-    /// transaction); it cannot change the row, but a failure can fail the task.
+    /// On each upserted or updated row once the target accepted it (inside
+    /// the open target transaction, not for deletes); it cannot change the
+    /// row, but a `THROW_EXCEPTION` failure fails the task and rolls back.
     AfterWrite,
 }
 
@@ -191,9 +193,13 @@ pub enum ErrorHandling {
 pub struct ScriptConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script_id: Option<String>,
+    /// Names the script in errors, logs and statistics (unique per mapping).
     pub script_name: String,
+    /// SQL or JAVASCRIPT (GROOVY and PYTHON are rejected).
     pub script_type: ScriptType,
+    /// Where in the row's path the script runs.
     pub trigger_phase: TriggerPhase,
+    /// The script's text.
     pub script_content: String,
     /// Scripts of one phase run in ascending order (ties: file order).
     #[serde(default)]
@@ -450,6 +456,34 @@ script_content = "WHERE id > 0"
         assert!(err.contains("either `source` or"), "{err}");
         let m: MappingConfig = toml::from_str("source_table = \"b\"").unwrap();
         assert_eq!(m.source, "b");
+    }
+
+    #[test]
+    fn task_validation_checks_every_mapping() {
+        let task = |maps: &str| {
+            format!(
+                "[[task]]\nname = \"t\"\n[task.source]\ntype = \"postgresql\"\nurl = \"postgres://u@h/db\"\n\
+                 [task.target]\ntype = \"postgresql\"\nurl = \"postgres://u@h/db2\"\n{maps}"
+            )
+        };
+        let err = |maps: &str| {
+            crate::config::Config::parse(&task(maps))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("[[task.mapping]]\nsource = \"public.a\"\nrow_filter_condition = \"x >\"");
+        assert!(
+            e.contains("task \"t\": mapping public.a: row_filter_condition"),
+            "{e}"
+        );
+        let e = err("[[task.mapping]]\nsource = \"public.a\"\n[[task.mapping]]\nsource = \"a\"");
+        assert!(e.contains("mapped twice"), "{e}");
+        let e = err("[[task.mapping]]\nsource = \"public.a\"\nis_enabled = false");
+        assert!(e.contains("is_enabled = false"), "{e}");
+        let ok = crate::config::Config::parse(&task(
+            "[[task.mapping]]\nsource = \"public.a_*\"\n[[task.mapping]]\nsource = \"public.a_1\"\nis_enabled = false",
+        ));
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub(crate) struct ColumnSpec {
 pub struct CompiledMapping {
     /// The source as written (names the mapping in messages).
     pub name: String,
+    /// `is_enabled`.
     pub enabled: bool,
     pub(crate) source: TablePattern,
     pub(crate) excludes: Vec<TablePattern>,
@@ -40,8 +41,11 @@ pub struct CompiledMapping {
     pub(crate) rules: Vec<RuleSpec>,
     /// Enabled scripts by (phase, execution_order, file order).
     pub(crate) scripts: Vec<Arc<Script>>,
+    /// `conflict_resolution`.
     pub policy: ConflictPolicy,
+    /// The most rows of one table per write.
     pub batch_size: Option<usize>,
+    /// The longest the mapping's rows wait for a commit.
     pub batch_timeout: Option<Duration>,
     /// Several source tables can land in one target table.
     pub many_to_one: bool,

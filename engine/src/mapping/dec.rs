@@ -78,7 +78,7 @@ impl Dec {
             s = s.checked_sub(exp)?;
         }
         if s < 0 {
-            m = m.checked_mul(pow10(u32::try_from(-s).ok()?)?)?;
+            m = m.checked_mul(pow10(u32::try_from(s.checked_neg()?).ok()?)?)?;
             s = 0;
         }
         let s = u32::try_from(s).ok()?;
@@ -141,7 +141,8 @@ impl Dec {
         })
     }
 
-    pub fn add(self, o: Dec) -> Option<Dec> {
+    /// The exact sum (`None` beyond 38 digits).
+    pub fn checked_add(self, o: Dec) -> Option<Dec> {
         let s = self.s.max(o.s);
         let (a, b) = (self.rescale(s)?, o.rescale(s)?);
         Some(Dec {
@@ -150,13 +151,14 @@ impl Dec {
         })
     }
 
-    pub fn sub(self, o: Dec) -> Option<Dec> {
-        self.add(Dec { m: -o.m, s: o.s })
+    /// The exact difference (`None` beyond 38 digits).
+    pub fn checked_sub(self, o: Dec) -> Option<Dec> {
+        self.checked_add(Dec { m: -o.m, s: o.s })
     }
 
     /// The exact product (scale = sum of scales, trailing zeros trimmed when
     /// the scale would exceed [`MAX_SCALE`]).
-    pub fn mul(self, o: Dec) -> Option<Dec> {
+    pub fn checked_mul(self, o: Dec) -> Option<Dec> {
         let mut d = Dec {
             m: self.m.checked_mul(o.m)?,
             s: self.s + o.s,
@@ -170,8 +172,8 @@ impl Dec {
 
     /// The quotient rounded half away from zero to `scale` places; `None`
     /// when dividing by zero or out of range.
-    pub fn div(self, o: Dec, scale: u32) -> Option<Dec> {
-        if o.m == 0 {
+    pub fn checked_div(self, o: Dec, scale: u32) -> Option<Dec> {
+        if o.m == 0 || scale > MAX_SCALE {
             return None;
         }
         // self/o = (a.m / 10^a.s) / (b.m / 10^b.s); want q = value * 10^scale.
@@ -198,7 +200,7 @@ impl Dec {
     }
 
     /// The remainder with the sign of `self` (SQL `%`).
-    pub fn rem(self, o: Dec) -> Option<Dec> {
+    pub fn checked_rem(self, o: Dec) -> Option<Dec> {
         if o.m == 0 {
             return None;
         }
@@ -355,15 +357,18 @@ mod tests {
 
     #[test]
     fn arithmetic_is_exact() {
-        assert_eq!(d("19.99").mul(d("1.1")).unwrap().to_text(), "21.989");
-        assert_eq!(d("0.1").add(d("0.2")).unwrap().to_text(), "0.3");
-        assert_eq!(d("1").sub(d("0.001")).unwrap().to_text(), "0.999");
-        assert_eq!(d("10").div(d("3"), 4).unwrap().to_text(), "3.3333");
-        assert_eq!(d("2").div(d("3"), 2).unwrap().to_text(), "0.67");
-        assert_eq!(d("-2").div(d("3"), 2).unwrap().to_text(), "-0.67");
-        assert!(d("1").div(d("0"), 2).is_none());
-        assert_eq!(d("7.5").rem(d("2")).unwrap().to_text(), "1.5");
-        assert!(d(&"9".repeat(38)).mul(d("10")).is_none());
+        assert_eq!(
+            d("19.99").checked_mul(d("1.1")).unwrap().to_text(),
+            "21.989"
+        );
+        assert_eq!(d("0.1").checked_add(d("0.2")).unwrap().to_text(), "0.3");
+        assert_eq!(d("1").checked_sub(d("0.001")).unwrap().to_text(), "0.999");
+        assert_eq!(d("10").checked_div(d("3"), 4).unwrap().to_text(), "3.3333");
+        assert_eq!(d("2").checked_div(d("3"), 2).unwrap().to_text(), "0.67");
+        assert_eq!(d("-2").checked_div(d("3"), 2).unwrap().to_text(), "-0.67");
+        assert!(d("1").checked_div(d("0"), 2).is_none());
+        assert_eq!(d("7.5").checked_rem(d("2")).unwrap().to_text(), "1.5");
+        assert!(d(&"9".repeat(38)).checked_mul(d("10")).is_none());
     }
 
     #[test]

@@ -250,10 +250,29 @@ impl TableRouter {
 
     /// Statistics of every enabled script (execution count, average time).
     pub fn script_stats(&self) -> Vec<ScriptStatsSnapshot> {
-        self.mappings
-            .iter()
-            .flat_map(|m| m.scripts.iter().map(|s| s.snapshot()))
-            .collect()
+        self.script_stats_handle().snapshot()
+    }
+
+    /// A handle that reads the scripts' statistics while the router is in
+    /// use by a pipeline (for the admin API or the metadata mirror).
+    pub fn script_stats_handle(&self) -> ScriptStatsHandle {
+        ScriptStatsHandle(
+            self.mappings
+                .iter()
+                .flat_map(|m| m.scripts.iter().cloned())
+                .collect(),
+        )
+    }
+}
+
+/// Reads script statistics from anywhere (see [`TableRouter::script_stats_handle`]).
+#[derive(Clone)]
+pub struct ScriptStatsHandle(Arc<[Arc<script::Script>]>);
+
+impl ScriptStatsHandle {
+    /// The statistics of every enabled script now.
+    pub fn snapshot(&self) -> Vec<ScriptStatsSnapshot> {
+        self.0.iter().map(|s| s.snapshot()).collect()
     }
 }
 

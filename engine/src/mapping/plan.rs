@@ -52,6 +52,7 @@ pub enum MappedChange {
 pub struct MappedTable {
     /// The target table's schema (renamed, retyped, filtered columns; mapped key).
     pub target: Arc<TableSchema>,
+    /// What the sink does with this table's rows.
     pub policy: ConflictPolicy,
     /// The most rows of this table in one write.
     pub batch_size: Option<usize>,

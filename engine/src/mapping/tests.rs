@@ -575,6 +575,24 @@ fn date_format_rule() {
 }
 
 #[test]
+fn multiply_keeps_special_decimals() {
+    let s = customers();
+    let r = |price: &str, factor: &str| {
+        apply_rules(
+            &[rule("price", "MULTIPLY", &format!("factor = {factor}"))],
+            &s,
+            cust(1, "a", "b", price, "c"),
+        )[3]
+        .clone()
+    };
+    assert_eq!(r("NaN", "2"), Value::Decimal("NaN".into()));
+    assert_eq!(r("Infinity", "-2"), Value::Decimal("-Infinity".into()));
+    assert_eq!(r("-Infinity", "2"), Value::Decimal("-Infinity".into()));
+    assert_eq!(r("Infinity", "0"), Value::Decimal("NaN".into()));
+    assert_eq!(r("-1.5", "-2"), Value::Decimal("3.0".into()));
+}
+
+#[test]
 fn rule_errors_at_run_time_name_the_column() {
     let s = customers();
     let m = mapped(

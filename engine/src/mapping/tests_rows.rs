@@ -326,7 +326,9 @@ fn script_error_handling_and_statistics() {
         };
         t.map_insert(cust(i, "a", "p", "1", status)).unwrap();
     }
-    let s = &r.script_stats()[0];
+    let handle = r.script_stats_handle();
+    assert_eq!(handle.snapshot(), r.script_stats());
+    let s = &handle.snapshot()[0];
     assert_eq!(
         (
             s.execution_count,

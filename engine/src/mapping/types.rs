@@ -530,7 +530,7 @@ fn to_decimal(v: Value, to: &DataType, p: Option<u32>, s: Option<u32>) -> Result
     let d = match s {
         Some(s) if d.s > s => {
             let r = d.round(s);
-            if r.sub(d).is_none_or(|x| x.m != 0) {
+            if r.checked_sub(d).is_none_or(|x| x.m != 0) {
                 return err(&v, to, &format!("it has more than {s} decimal places"));
             }
             r
@@ -538,7 +538,7 @@ fn to_decimal(v: Value, to: &DataType, p: Option<u32>, s: Option<u32>) -> Result
         _ => d,
     };
     if let Some(p) = p {
-        if d.int_digits() > p - s.unwrap_or(0) {
+        if d.int_digits() > p.saturating_sub(s.unwrap_or(0)) {
             return err(&v, to, "too many digits before the decimal point");
         }
     }
@@ -568,7 +568,7 @@ fn check_big_decimal(
         }
     }
     if let Some(p) = p {
-        if int.trim_start_matches('0').len() as u32 > p - s.unwrap_or(0) {
+        if int.trim_start_matches('0').len() as u32 > p.saturating_sub(s.unwrap_or(0)) {
             return err(v, to, "too many digits before the decimal point");
         }
     }

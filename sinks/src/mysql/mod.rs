@@ -76,12 +76,19 @@ pub const SQL_MODE: &str = "STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES,ERROR_FOR_DIV
                             NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO";
 
 /// How upserts are written.
+///
+/// Measured against MariaDB 10.11 (`sinks/tests/mysql_perf.rs`, 100k rows,
+/// `id bigint, name varchar(64), price decimal(10,2), ts datetime(6)`):
+/// for new keys `LOAD DATA` straight into the target beats `INSERT` by about
+/// 1.4-1.8x at 10000-row batches and ties from 5000 rows down; for
+/// conflicting keys the stage + merge costs more than `INSERT ... ON
+/// DUPLICATE KEY UPDATE` at every batch size (about 0.6x).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpsertStrategy {
-    /// The measured best: `LoadData` for batches of at least
-    /// [`MysqlSinkOptions::load_min_rows_new`] rows when `likely_new`, or
-    /// [`MysqlSinkOptions::load_min_rows`] rows otherwise, when the server
-    /// allows `LOAD DATA LOCAL`; `InsertValues` for the rest.
+    /// The measured best: `LoadData` for `likely_new` batches of at least
+    /// [`MysqlSinkOptions::load_min_rows_new`] rows (or other batches of at
+    /// least [`MysqlSinkOptions::load_min_rows`], by default never), when the
+    /// server allows `LOAD DATA LOCAL`; `InsertValues` for the rest.
     Auto,
     /// Multi-row `INSERT ... ON DUPLICATE KEY UPDATE` with bound parameters.
     InsertValues,
@@ -117,8 +124,8 @@ impl Default for MysqlSinkOptions {
     fn default() -> Self {
         Self {
             upsert: UpsertStrategy::Auto,
-            load_min_rows_new: 1000,
-            load_min_rows: 5000,
+            load_min_rows_new: 5000,
+            load_min_rows: usize::MAX,
             values_rows: 1000,
             statement_bytes: 4 * 1024 * 1024,
             delete_keys: 500,
@@ -139,5 +146,31 @@ impl MysqlSinkOptions {
             UpsertStrategy::Auto if likely_new => rows >= self.load_min_rows_new,
             UpsertStrategy::Auto => rows >= self.load_min_rows,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_loads_only_large_batches_of_new_keys_when_allowed() {
+        let o = MysqlSinkOptions::default();
+        assert!(o.use_load(10_000, true, true));
+        assert!(o.use_load(5_000, true, true));
+        assert!(!o.use_load(4_999, true, true));
+        assert!(!o.use_load(1_000_000, false, true));
+        assert!(!o.use_load(10_000, true, false), "local_infile off");
+        let load = MysqlSinkOptions {
+            upsert: UpsertStrategy::LoadData,
+            ..Default::default()
+        };
+        assert!(load.use_load(1, false, true));
+        assert!(!load.use_load(1, false, false));
+        let values = MysqlSinkOptions {
+            upsert: UpsertStrategy::InsertValues,
+            ..Default::default()
+        };
+        assert!(!values.use_load(100_000, true, true));
     }
 }

@@ -101,7 +101,7 @@ pub struct Refused(pub String);
 
 fn refuse(what: &str, kind: ColKind) -> Refused {
     Refused(format!(
-        "a {what} value cannot be stored in a MySQL {} column",
+        "a {what} value cannot be stored in a MySQL {} column: change the target column type",
         kind_name(kind)
     ))
 }
@@ -277,7 +277,9 @@ fn ymd(d: chrono::NaiveDate) -> Result<(u16, u8, u8), Refused> {
     let y = d.year();
     if !(0..=9999).contains(&y) {
         return Err(Refused(
-            "a date outside MySQL's range (years 0000-9999) cannot be stored".into(),
+            "a date outside MySQL's range (years 0000-9999) cannot be stored: map the column to \
+             a text column"
+                .into(),
         ));
     }
     Ok((y as u16, d.month() as u8, d.day() as u8))
@@ -409,7 +411,7 @@ pub fn to_param<'a>(v: &'a Value, kind: ColKind, dialect: Dialect) -> Result<Par
                 if int_digits > max_int || frac_digits > scale as usize {
                     return Err(Refused(format!(
                         "a decimal with {int_digits} integer and {frac_digits} fraction digits \
-                         does not fit DECIMAL({precision},{scale}) exactly"
+                         does not fit DECIMAL({precision},{scale}) exactly: widen the target column"
                     )));
                 }
             }
@@ -429,7 +431,9 @@ pub fn to_param<'a>(v: &'a Value, kind: ColKind, dialect: Dialect) -> Result<Par
             K::Bit => {
                 if b.len() > 8 {
                     return Err(Refused(
-                        "more than 64 bits cannot be stored in a MySQL BIT column".into(),
+                        "more than 64 bits cannot be stored in a MySQL BIT column: use a \
+                         binary column"
+                            .into(),
                     ));
                 }
                 Param::UInt(b.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x)))
@@ -470,7 +474,8 @@ pub fn to_param<'a>(v: &'a Value, kind: ColKind, dialect: Dialect) -> Result<Par
         Value::Interval(iv) => match kind {
             K::Time => interval_time(iv).ok_or_else(|| {
                 Refused(
-                    "an interval with months or beyond ±838:59:59 does not fit a MySQL TIME column"
+                    "an interval with months or beyond ±838:59:59 does not fit a MySQL TIME \
+                     column: use a text column"
                         .into(),
                 )
             })?,
@@ -511,10 +516,9 @@ fn int_param(i: i64, kind: ColKind) -> Result<Param<'static>, Refused> {
     use ColKind as K;
     Ok(match kind {
         K::Int | K::Decimal { .. } | K::Float | K::Double | K::Year => Param::Int(i),
-        K::Bit => Param::UInt(
-            u64::try_from(i)
-                .map_err(|_| Refused("a negative number cannot be stored as BIT".into()))?,
-        ),
+        K::Bit => Param::UInt(u64::try_from(i).map_err(|_| {
+            Refused("a negative number cannot be stored as BIT: use an integer column".into())
+        })?),
         K::Text | K::Json | K::Other | K::Binary { .. } => {
             owned(itoa::Buffer::new().format(i).to_string())
         }
@@ -527,7 +531,8 @@ fn non_finite<'a>(v: &Value, kind: ColKind) -> Result<Param<'a>, Refused> {
         return Ok(owned(text_of(v)));
     }
     Err(Refused(format!(
-        "not-a-number and infinite floats cannot be stored in a MySQL {} column",
+        "not-a-number and infinite floats cannot be stored in a MySQL {} column \
+         (only text columns can hold them)",
         kind_name(kind)
     )))
 }

@@ -11,12 +11,15 @@ use crate::value::DataType;
 /// A column of the record an expression reads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Column {
+    /// The name expressions and scripts use.
     pub name: String,
+    /// Its type at this point of the row's path.
     pub ty: DataType,
 }
 
 /// What [`bind`] binds to.
 pub struct Binding<'a> {
+    /// The record's columns, in row order.
     pub columns: &'a [Column],
 }
 
@@ -51,8 +54,16 @@ pub(super) fn map_post(
         Expr::Col { .. } | Expr::Lit(_) | Expr::Param { .. } => e.clone(),
         Expr::Not(x) => Expr::Not(m(x)?),
         Expr::Neg(x, p) => Expr::Neg(m(x)?, *p),
-        Expr::And(l, r) => Expr::And(m(l)?, m(r)?),
-        Expr::Or(l, r) => Expr::Or(m(l)?, m(r)?),
+        Expr::And(xs) => Expr::And(
+            xs.iter()
+                .map(|x| map_post(x, g))
+                .collect::<Result<_, _>>()?,
+        ),
+        Expr::Or(xs) => Expr::Or(
+            xs.iter()
+                .map(|x| map_post(x, g))
+                .collect::<Result<_, _>>()?,
+        ),
         Expr::Cmp { op, l, r, pos } => Expr::Cmp {
             op: *op,
             l: m(l)?,

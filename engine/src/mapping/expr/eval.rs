@@ -69,7 +69,9 @@ impl Cols for [Value] {
 /// The new image of an update whose unsent columns are read from the old
 /// image (unchanged means equal).
 pub struct WithFallback<'r> {
+    /// The new image.
     pub row: &'r [Value],
+    /// The old image, when the source sent one.
     pub before: Option<&'r [Value]>,
 }
 
@@ -257,19 +259,25 @@ pub fn eval<'a, C: Cols + ?Sized>(e: &'a Expr, row: &'a C) -> Result<Val<'a>, Ev
         Expr::Lit(l) => lit(l),
         Expr::Param { name, .. } => return fail(format!("script parameter {name} was not bound")),
         Expr::Not(x) => of_tv(not(tv(&eval(x, row)?)?)),
-        Expr::And(l, r) => {
-            let a = tv(&eval(l, row)?)?;
-            if a == Tv::F {
-                return Ok(Val::Bool(false));
+        Expr::And(xs) => {
+            let mut acc = Tv::T;
+            for x in xs {
+                acc = and(acc, tv(&eval(x, row)?)?);
+                if acc == Tv::F {
+                    break;
+                }
             }
-            of_tv(and(a, tv(&eval(r, row)?)?))
+            of_tv(acc)
         }
-        Expr::Or(l, r) => {
-            let a = tv(&eval(l, row)?)?;
-            if a == Tv::T {
-                return Ok(Val::Bool(true));
+        Expr::Or(xs) => {
+            let mut acc = Tv::F;
+            for x in xs {
+                acc = or(acc, tv(&eval(x, row)?)?);
+                if acc == Tv::T {
+                    break;
+                }
             }
-            of_tv(or(a, tv(&eval(r, row)?)?))
+            of_tv(acc)
         }
         Expr::Cmp { op, l, r, .. } => {
             let (a, b) = (eval(l, row)?, eval(r, row)?);
@@ -414,7 +422,7 @@ fn func<'a, C: Cols + ?Sized>(f: Func, args: &'a [Expr], row: &'a C) -> Result<V
         Func::Length => Val::Int(text(&v)?.chars().count() as i64),
         Func::Abs => match num(&v)? {
             Num::I(i) => i.checked_abs().map_or_else(
-                || Val::Dec(Dec::int(i).mul(Dec::int(-1)).unwrap_or(Dec::int(0))),
+                || Val::Dec(Dec::int(i).checked_mul(Dec::int(-1)).unwrap_or(Dec::int(0))),
                 Val::Int,
             ),
             Num::D(d) => Val::Dec(Dec {
@@ -612,9 +620,9 @@ fn arith(op: ArOp, a: &Val, b: &Val) -> Result<Val<'static>, EvalError> {
         dec_of(&y).unwrap_or(Dec::int(0)),
     );
     let r = match op {
-        ArOp::Add => p.add(q),
-        ArOp::Sub => p.sub(q),
-        ArOp::Mul => p.mul(q),
+        ArOp::Add => p.checked_add(q),
+        ArOp::Sub => p.checked_sub(q),
+        ArOp::Mul => p.checked_mul(q),
         ArOp::Div | ArOp::Mod if q.m == 0 => return fail("division by zero"),
         ArOp::Div => {
             if let (Some(i), Some(j)) = (
@@ -623,17 +631,17 @@ fn arith(op: ArOp, a: &Val, b: &Val) -> Result<Val<'static>, EvalError> {
             ) {
                 // Integer division of integers that overflowed i64 (MIN / -1).
                 return Dec::int(i)
-                    .div(Dec::int(j), 0)
+                    .checked_div(Dec::int(j), 0)
                     .map(Val::Dec)
                     .ok_or_else(|| EvalError("numeric overflow".into()));
             }
-            let scale = p.s.max(q.s).max(16).min(MAX_SCALE);
-            match p.div(q, scale) {
+            let scale = p.s.max(q.s).clamp(16, MAX_SCALE);
+            match p.checked_div(q, scale) {
                 Some(d) => Some(d.normalize()),
                 None => return Ok(Val::Float(p.to_f64() / q.to_f64())),
             }
         }
-        ArOp::Mod => p.rem(q),
+        ArOp::Mod => p.checked_rem(q),
     };
     r.map(Val::Dec)
         .ok_or_else(|| EvalError("numeric overflow (more than 38 digits)".into()))

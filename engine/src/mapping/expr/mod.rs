@@ -36,7 +36,9 @@ use crate::value::DataType;
 /// A place in the expression text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pos {
+    /// From 1.
     pub line: u64,
+    /// From 1.
     pub column: u64,
 }
 
@@ -122,8 +124,10 @@ pub enum Expr {
         pos: Pos,
     },
     Not(Box<Expr>),
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
+    /// `a AND b AND ...` (a chain is one node).
+    And(Vec<Expr>),
+    /// `a OR b OR ...`.
+    Or(Vec<Expr>),
     Cmp {
         op: CmpOp,
         l: Box<Expr>,
@@ -283,10 +287,7 @@ impl Expr {
             Expr::Col { .. } | Expr::Lit(_) | Expr::Param { .. } => {}
             Expr::Not(e) | Expr::Neg(e, _) => e.walk(f),
             Expr::IsNull { e, .. } | Expr::IsBool { e, .. } | Expr::Cast { e, .. } => e.walk(f),
-            Expr::And(l, r) | Expr::Or(l, r) => {
-                l.walk(f);
-                r.walk(f);
-            }
+            Expr::And(xs) | Expr::Or(xs) => xs.iter().for_each(|x| x.walk(f)),
             Expr::Cmp { l, r, .. } | Expr::Arith { l, r, .. } | Expr::Concat { l, r } => {
                 l.walk(f);
                 r.walk(f);
@@ -350,9 +351,10 @@ pub fn check(e: &Expr, col_ty: &dyn Fn(usize) -> Ty) -> Result<Ty, String> {
             boolish(check(x, col_ty)?, "NOT", None)?;
             Ty::Bool
         }
-        Expr::And(l, r) | Expr::Or(l, r) => {
-            boolish(check(l, col_ty)?, "AND/OR", None)?;
-            boolish(check(r, col_ty)?, "AND/OR", None)?;
+        Expr::And(xs) | Expr::Or(xs) => {
+            for x in xs {
+                boolish(check(x, col_ty)?, "AND/OR", None)?;
+            }
             Ty::Bool
         }
         Expr::Cmp { l, r, pos, .. } => {

@@ -17,8 +17,11 @@ use crate::mapping::types::parse_type_name;
 use crate::pgtext;
 use crate::value::{DataType, Value};
 
-/// Deepest nesting accepted (guards the recursive evaluator's stack).
-const MAX_DEPTH: usize = 64;
+/// Deepest nesting the parser accepts.
+const PARSER_DEPTH: usize = 100;
+/// Deepest expression tree accepted (`AND`/`OR` chains are flattened, so
+/// this is real nesting): guards the stack of the binder and evaluator.
+const MAX_DEPTH: usize = 100;
 
 fn pos_of(span: Span) -> Pos {
     Pos {
@@ -52,7 +55,7 @@ fn at_end(text: &str) -> impl Fn(String) -> String + '_ {
 fn parser_for(text: &str) -> Result<Parser<'static>, String> {
     static DIALECT: GenericDialect = GenericDialect {};
     Parser::new(&DIALECT)
-        .with_recursion_limit(MAX_DEPTH)
+        .with_recursion_limit(PARSER_DEPTH)
         .try_with_sql(text)
         .map_err(parser_error)
 }
@@ -118,9 +121,9 @@ fn parse_script_inner(text: &str) -> Result<SqlScriptAst, String> {
         if p.parse_keyword(Keyword::WHERE) {
             keep = Some(convert(&p.parse_expr().map_err(parser_error)?, 0)?);
         }
-    } else if p.parse_keyword(Keyword::WHERE) {
-        keep = Some(convert(&p.parse_expr().map_err(parser_error)?, 0)?);
     } else {
+        // `WHERE cond` or a bare `cond`: only a keep-condition.
+        let _ = p.parse_keyword(Keyword::WHERE);
         keep = Some(convert(&p.parse_expr().map_err(parser_error)?, 0)?);
     }
     expect_end(&mut p)?;
@@ -143,9 +146,16 @@ fn convert(e: &ast::Expr, depth: usize) -> Result<Expr, String> {
     if depth > MAX_DEPTH {
         return Err("the expression is nested too deeply".into());
     }
+    use ast::Expr as E;
+    if let E::BinaryOp {
+        op: op @ (BinaryOperator::And | BinaryOperator::Or),
+        ..
+    } = e
+    {
+        return flatten(e, op, depth + 1);
+    }
     let d = depth + 1;
     let pos = pos_of(e.span());
-    use ast::Expr as E;
     Ok(match e {
         E::Identifier(id) => Expr::Col {
             name: id.value.clone(),
@@ -184,35 +194,31 @@ fn convert(e: &ast::Expr, depth: usize) -> Result<Expr, String> {
             _ => return Err(unsupported(&format!("operator {op}"), e.span())),
         },
         E::BinaryOp { left, op, right } => {
-            let (l, r) = (b(convert(left, d)?), b(convert(right, d)?));
-            let cmp = |op| Expr::Cmp {
-                op,
-                l: l.clone(),
-                r: r.clone(),
-                pos,
-            };
-            let ar = |op| Expr::Arith {
-                op,
-                l: l.clone(),
-                r: r.clone(),
-                pos,
-            };
-            match op {
-                BinaryOperator::And => Expr::And(l, r),
-                BinaryOperator::Or => Expr::Or(l, r),
-                BinaryOperator::Eq => cmp(CmpOp::Eq),
-                BinaryOperator::NotEq => cmp(CmpOp::Ne),
-                BinaryOperator::Lt => cmp(CmpOp::Lt),
-                BinaryOperator::LtEq => cmp(CmpOp::Le),
-                BinaryOperator::Gt => cmp(CmpOp::Gt),
-                BinaryOperator::GtEq => cmp(CmpOp::Ge),
-                BinaryOperator::Plus => ar(ArOp::Add),
-                BinaryOperator::Minus => ar(ArOp::Sub),
-                BinaryOperator::Multiply => ar(ArOp::Mul),
-                BinaryOperator::Divide => ar(ArOp::Div),
-                BinaryOperator::Modulo => ar(ArOp::Mod),
-                BinaryOperator::StringConcat => Expr::Concat { l, r },
+            enum Kind {
+                Cmp(CmpOp),
+                Ar(ArOp),
+                Concat,
+            }
+            let kind = match op {
+                BinaryOperator::Eq => Kind::Cmp(CmpOp::Eq),
+                BinaryOperator::NotEq => Kind::Cmp(CmpOp::Ne),
+                BinaryOperator::Lt => Kind::Cmp(CmpOp::Lt),
+                BinaryOperator::LtEq => Kind::Cmp(CmpOp::Le),
+                BinaryOperator::Gt => Kind::Cmp(CmpOp::Gt),
+                BinaryOperator::GtEq => Kind::Cmp(CmpOp::Ge),
+                BinaryOperator::Plus => Kind::Ar(ArOp::Add),
+                BinaryOperator::Minus => Kind::Ar(ArOp::Sub),
+                BinaryOperator::Multiply => Kind::Ar(ArOp::Mul),
+                BinaryOperator::Divide => Kind::Ar(ArOp::Div),
+                BinaryOperator::Modulo => Kind::Ar(ArOp::Mod),
+                BinaryOperator::StringConcat => Kind::Concat,
                 other => return Err(unsupported(&format!("operator {other}"), e.span())),
+            };
+            let (l, r) = (b(convert(left, d)?), b(convert(right, d)?));
+            match kind {
+                Kind::Cmp(op) => Expr::Cmp { op, l, r, pos },
+                Kind::Ar(op) => Expr::Arith { op, l, r, pos },
+                Kind::Concat => Expr::Concat { l, r },
             }
         }
         E::IsNull(x) => Expr::IsNull {
@@ -293,17 +299,42 @@ fn convert(e: &ast::Expr, depth: usize) -> Result<Expr, String> {
             }
         }
         E::Cast {
-            kind,
+            kind: CastKind::Cast | CastKind::DoubleColon,
             expr,
             data_type,
             format: None,
-        } if matches!(kind, CastKind::Cast | CastKind::DoubleColon) => Expr::Cast {
+        } => Expr::Cast {
             e: b(convert(expr, d)?),
             to: sql_type(data_type, e.span())?,
             pos,
         },
         E::Function(f) => function(f, pos, d)?,
         _ => return Err(unsupported("this kind of expression", e.span())),
+    })
+}
+
+/// A chain of one of `AND`/`OR` as one n-ary node, walked without
+/// recursing along the chain (a filter may list hundreds of conditions).
+fn flatten(e: &ast::Expr, op: &BinaryOperator, depth: usize) -> Result<Expr, String> {
+    use ast::Expr as E;
+    let mut parts = Vec::new();
+    let mut stack = vec![e];
+    while let Some(x) = stack.pop() {
+        match x {
+            E::BinaryOp { left, op: o, right } if o == op => {
+                stack.push(right);
+                stack.push(left);
+            }
+            E::Nested(inner) if matches!(&**inner, E::BinaryOp { op: o, .. } if o == op) => {
+                stack.push(inner);
+            }
+            other => parts.push(convert(other, depth)?),
+        }
+    }
+    Ok(if *op == BinaryOperator::And {
+        Expr::And(parts)
+    } else {
+        Expr::Or(parts)
     })
 }
 

@@ -216,6 +216,16 @@ fn bind_time_errors() {
 }
 
 #[test]
+fn long_and_deep_expressions() {
+    let long = vec!["id > 0"; 300].join(" AND ");
+    assert_eq!(t(&long), Truth::True);
+    let deep = format!("{}id > 0{}", "(".repeat(200), ")".repeat(200));
+    assert!(parse_condition(&deep)
+        .unwrap_err()
+        .contains("nested too deeply"));
+}
+
+#[test]
 fn scripts_parse() {
     let s = parse_script("SET vip = price > 10, note = LOWER(status) WHERE id > 0").unwrap();
     assert_eq!(s.assignments.len(), 2);

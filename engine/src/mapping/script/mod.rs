@@ -53,24 +53,38 @@ pub struct ScriptStats {
 /// A script's statistics at one moment (`transform_scripts` statistics).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScriptStatsSnapshot {
+    /// The mapping's source, as written.
     pub mapping: String,
     pub script_name: String,
+    /// Runs, successful or not (`execution_count`).
     pub execution_count: u64,
+    /// Mean time of a run (`average_execution_time_ms`).
     pub average_execution_time_ms: f64,
+    /// When it last ran (`last_execution_time`).
     pub last_execution_time: Option<DateTime<Utc>>,
+    /// Failed runs.
     pub errors: u64,
+    /// Records the script dropped (returned null / failed its keep-condition).
     pub records_dropped: u64,
+    /// Changes left out by `SKIP_RECORD`.
     pub records_skipped: u64,
 }
 
 /// A compiled script (shared by every table its mapping takes).
 pub struct Script {
+    /// `script_name`.
     pub name: String,
+    /// The mapping's source, as written.
     pub mapping: String,
+    /// `trigger_phase`.
     pub phase: TriggerPhase,
+    /// `execution_order`.
     pub order: i32,
+    /// `error_handling`.
     pub on_error: ErrorHandling,
+    /// `timeout_ms`.
     pub timeout: Duration,
+    /// Shared counters.
     pub stats: Arc<ScriptStats>,
     body: Body,
 }

@@ -13,6 +13,7 @@ pub struct SqlScript {
 }
 
 impl SqlScript {
+    /// Parses the script and substitutes its `:name` parameters.
     pub fn compile(content: &str, params: &Params) -> Result<Self, String> {
         let mut ast = expr::parse_script(content)?;
         for (_, e, _) in &mut ast.assignments {
@@ -26,6 +27,7 @@ impl SqlScript {
         Ok(Self { ast })
     }
 
+    /// Binds column names to the record's columns.
     pub fn bind(&self, cols: &[Column]) -> Result<BoundSql, String> {
         let mut assignments = Vec::with_capacity(self.ast.assignments.len());
         for (name, e, pos) in &self.ast.assignments {
