@@ -292,7 +292,7 @@ impl Dbsync {
         std::fs::create_dir_all(&dir).ctx("creating the dbsync directory")?;
         let quote = |s: String| toml::Value::String(s).to_string();
         let text = format!(
-            "[daemon]\ndata_dir = {}\n\n[[task]]\nname = \"{task}\"\nsync_mode = \"FULL_INCREMENTAL\"\n{extra}\n\
+            "[daemon]\ndata_dir = {}\n\n[daemon.admin]\nlisten = \"127.0.0.1:0\"\n\n[[task]]\nname = \"{task}\"\nsync_mode = \"FULL_INCREMENTAL\"\n{extra}\n\
              [task.source]\ntype = \"postgresql\"\nurl = {}\n\n\
              [task.target]\ntype = \"postgresql\"\nurl = {}\n\n\
              [[task.mapping]]\nsource = \"public.t\"\n",

@@ -47,6 +47,7 @@ pub enum TaskState {
 }
 
 impl TaskState {
+    /// The value of `dbsync_task_state`.
     pub fn code(self) -> TaskStateCode {
         match self {
             TaskState::Starting => TaskStateCode::Starting,
@@ -82,6 +83,7 @@ pub enum Health {
 }
 
 impl Health {
+    /// The value of `dbsync_task_health`.
     pub fn code(self) -> HealthCode {
         match self {
             Health::Healthy => HealthCode::Healthy,
@@ -134,6 +136,7 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// One entry per configured task, all `starting`.
     pub fn new(config: &Config) -> Self {
         let now = Utc::now();
         Self {
@@ -157,10 +160,12 @@ impl Registry {
         }
     }
 
+    /// Every task, in configuration order.
     pub fn tasks(&self) -> &[Arc<TaskEntry>] {
         &self.tasks
     }
 
+    /// The task called `name`.
     pub fn task(&self, name: &str) -> Option<&Arc<TaskEntry>> {
         self.tasks.iter().find(|t| t.name == name)
     }
@@ -199,18 +204,22 @@ impl TaskEntry {
         });
     }
 
+    /// Waiting to retry after a transient failure.
     pub fn retrying(&self) {
         self.set(Run::Retrying);
     }
 
+    /// Stopped on a definite failure.
     pub fn failed(&self) {
         self.set(Run::Failed);
     }
 
+    /// Stopped on request.
     pub fn stopped(&self) {
         self.set(Run::Stopped);
     }
 
+    /// Ended by itself (a `FULL_ONLY` copy finished).
     pub fn completed(&self) {
         self.set(Run::Completed);
     }

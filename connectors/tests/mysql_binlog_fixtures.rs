@@ -5,8 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use connectors::mysql::binlog::{decode, Event, FileEvents, RowsKind};
+use connectors::mysql::binlog::{decode, Event, RowsKind};
 use connectors::mysql::ddl;
+use connectors::mysql::reader::FileEvents;
 use connectors::mysql::rows::{Plan, RowChange, RowIter};
 use connectors::mysql::schema::Schemas;
 use connectors::mysql::schema_history::{apply, Scope};

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result};
 use crate::event::ChangeEvent;
 use crate::mapping::ConflictPolicy;
-use crate::metrics::{OpCounts, SourcePhase, SourceReporter};
+use crate::metrics::{ReadCounts, SourceReporter};
 use crate::position::{Checkpoint, Offset};
 use crate::schema::{TableId, TableSchema};
 use crate::value::Row;
@@ -196,10 +196,8 @@ pub struct EventSender {
     chunk_events: usize,
     chunk_bytes: usize,
     blocked: Duration,
-    /// Row changes per op in `buf` (metrics, recorded per chunk).
-    counts: OpCounts,
-    /// The furthest phase the events in `buf` show.
-    phase: Option<SourcePhase>,
+    /// What `buf` holds (metrics and phase, recorded per chunk).
+    counts: ReadCounts,
     reporter: SourceReporter,
 }
 
@@ -216,8 +214,7 @@ impl EventSender {
             chunk_events: chunk_events.max(1),
             chunk_bytes: chunk_bytes.max(1),
             blocked: Duration::ZERO,
-            counts: OpCounts::default(),
-            phase: None,
+            counts: ReadCounts::default(),
             reporter: SourceReporter::default(),
         }
     }
@@ -242,12 +239,6 @@ impl EventSender {
         }
         self.buf_bytes += event.approx_size();
         self.counts.add_event(&event);
-        let phase = match event {
-            ChangeEvent::SnapshotChunk(_) => Some(SourcePhase::Snapshotting),
-            ChangeEvent::SnapshotDone(_) => None,
-            _ => Some(SourcePhase::Streaming),
-        };
-        self.phase = self.phase.max(phase);
         self.buf.push(event);
         Ok(())
     }
@@ -282,9 +273,8 @@ impl EventSender {
             Err(mpsc::error::TrySendError::Closed(())) => return Err(stopped()),
         };
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk_events));
-        self.reporter
-            .chunk_sent(&self.counts, self.buf_bytes, self.phase.take());
-        self.counts = OpCounts::default();
+        self.reporter.chunk_sent(&self.counts, self.buf_bytes);
+        self.counts = ReadCounts::default();
         self.buf_bytes = 0;
         permit.send(chunk);
         Ok(())

@@ -97,11 +97,15 @@ pub const PROCESS_CPU: &str = "dbsync_process_cpu_seconds_total";
 /// Gauge: resident memory of the process in bytes.
 pub const PROCESS_RESIDENT_MEMORY: &str = "dbsync_process_resident_memory_bytes";
 
-/// Label names.
+/// Label: the task name.
 pub const LABEL_TASK: &str = "task";
+/// Label: a table, `schema.name` (target table when applied, source table for snapshot progress).
 pub const LABEL_TABLE: &str = "table";
+/// Label: the kind of change, see [`Op`].
 pub const LABEL_OP: &str = "op";
+/// Label of [`ERRORS`]: see [`ERROR_KINDS`].
 pub const LABEL_KIND: &str = "kind";
+/// Label of [`OPEN_CONNECTIONS`]: see [`ConnectionRole`].
 pub const LABEL_ROLE: &str = "role";
 
 /// Bucket bounds of the latency histograms (seconds).
@@ -287,6 +291,7 @@ pub enum Op {
 }
 
 impl Op {
+    /// Every op, in label-array order.
     pub const ALL: [Op; 5] = [
         Op::Insert,
         Op::Update,
@@ -364,26 +369,53 @@ pub fn set_gauge(name: &'static str, value: f64) {
 pub struct OpCounts(pub [u64; 5]);
 
 impl OpCounts {
-    /// Counts the row changes an event carries.
-    #[inline]
-    pub fn add_event(&mut self, event: &ChangeEvent) {
-        match event {
-            ChangeEvent::Insert(_) => self.0[Op::Insert as usize] += 1,
-            ChangeEvent::Update(_) => self.0[Op::Update as usize] += 1,
-            ChangeEvent::Delete(_) => self.0[Op::Delete as usize] += 1,
-            ChangeEvent::Truncate(_) => self.0[Op::Truncate as usize] += 1,
-            ChangeEvent::SnapshotChunk(c) => self.0[Op::Snapshot as usize] += c.rows.len() as u64,
-            _ => {}
-        }
-    }
-
+    /// Counts `n` changes of `op`.
     #[inline]
     pub fn add(&mut self, op: Op, n: u64) {
         self.0[op as usize] += n;
     }
 
+    /// No change counted.
     pub fn is_empty(&self) -> bool {
         self.0.iter().all(|n| *n == 0)
+    }
+}
+
+/// What a chunk of events from a source holds: row changes per op, and
+/// other stream events (begin, commit, relation, heartbeat). One `match` per
+/// event.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReadCounts {
+    pub ops: OpCounts,
+    pub other: u64,
+}
+
+impl ReadCounts {
+    /// Counts an event (and the rows of a snapshot chunk).
+    #[inline]
+    pub fn add_event(&mut self, event: &ChangeEvent) {
+        let ops = &mut self.ops.0;
+        match event {
+            ChangeEvent::Insert(_) => ops[Op::Insert as usize] += 1,
+            ChangeEvent::Update(_) => ops[Op::Update as usize] += 1,
+            ChangeEvent::Delete(_) => ops[Op::Delete as usize] += 1,
+            ChangeEvent::Truncate(_) => ops[Op::Truncate as usize] += 1,
+            ChangeEvent::SnapshotChunk(c) => ops[Op::Snapshot as usize] += c.rows.len() as u64,
+            ChangeEvent::SnapshotDone(_) => {}
+            _ => self.other += 1,
+        }
+    }
+
+    /// The furthest phase the events show: any stream event means streaming.
+    pub fn phase(&self) -> Option<SourcePhase> {
+        let ops = &self.ops.0;
+        if self.other > 0 || ops[..Op::Snapshot as usize].iter().any(|n| *n > 0) {
+            Some(SourcePhase::Streaming)
+        } else if ops[Op::Snapshot as usize] > 0 {
+            Some(SourcePhase::Snapshotting)
+        } else {
+            None
+        }
     }
 }
 
@@ -406,6 +438,11 @@ impl AppliedCounts {
                 return;
             }
         }
+        self.add_other_table(table, op, n);
+    }
+
+    #[cold]
+    fn add_other_table(&mut self, table: &Arc<TableSchema>, op: Op, n: u64) {
         let i = match self
             .tables
             .iter()

@@ -425,6 +425,7 @@ impl<K: Sink> Applier<K> {
                         };
                         self.sink.apply(&changes).await?;
                         self.router.after_write(&changes)?;
+                        m.note_synced(changes.upserts.len() as u64);
                         self.txn_rows += changes.upserts.len();
                         let n = changes.upserts.len() as u64;
                         self.pending.applied.add(&changes.table, Op::Snapshot, n);
@@ -460,6 +461,7 @@ impl<K: Sink> Applier<K> {
     async fn push(&mut self, m: &MappedTable, change: RowChange<'_>) -> Result<()> {
         let (table, policy) = (&m.target, m.policy);
         self.pending.applied.add(table, op_of(&change), 1);
+        m.note_synced(1);
         if let Some(t) = m.batch_timeout {
             self.pending.batch_timeout = Some(self.pending.batch_timeout.map_or(t, |p| p.min(t)));
         }
@@ -535,6 +537,7 @@ impl<K: Sink> Applier<K> {
             info!(task = %self.task, "snapshot complete");
         }
         self.save(next).await?;
+        self.router.committed();
         self.record_commit(
             &p.applied,
             p.transactions,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use engine::config::MappingConfig;
 use engine::event::{Begin, Commit, Delete, Insert, SnapshotChunk, SnapshotDone, Truncate, Update};
-use engine::mapping::TableRouter;
+use engine::mapping::{StatsHandle, TableRouter};
 use engine::pipeline::{run_pipeline, PipelineOptions, RunOutcome, TaskStats};
 use engine::{
     ChangeEvent, Checkpoint, CheckpointStore, ColumnSchema, ConflictPolicy, DataType, Dialect, Lsn,
@@ -225,7 +225,19 @@ async fn run(
     opts: PipelineOptions,
     apply_delay: Duration,
 ) -> (engine::Result<RunOutcome>, Log) {
+    let (res, log, _) = run_with_stats(maps, chunks, opts, apply_delay).await;
+    (res, log)
+}
+
+async fn run_with_stats(
+    maps: &[MappingConfig],
+    chunks: Vec<Vec<ChangeEvent>>,
+    opts: PipelineOptions,
+    apply_delay: Duration,
+) -> (engine::Result<RunOutcome>, Log, StatsHandle) {
     let log = Log::default();
+    let router = TableRouter::try_new(maps).unwrap();
+    let stats = router.stats_handle();
     let sink = RecordingSink {
         log: log.clone(),
         apply_delay,
@@ -235,13 +247,13 @@ async fn run(
         ScriptedSource(chunks),
         sink,
         Arc::new(MemStore::default()),
-        TableRouter::try_new(maps).unwrap(),
+        router,
         opts,
         Arc::new(TaskStats::default()),
         CancellationToken::new(),
     )
     .await;
-    (result, log)
+    (result, log, stats)
 }
 
 fn opts() -> PipelineOptions {
@@ -294,8 +306,12 @@ batch_size = 3
             ev.txn(changes)
         },
     ];
-    let (res, log) = run(&maps, chunks, opts(), Duration::ZERO).await;
+    let (res, log, stats) = run_with_stats(&maps, chunks, opts(), Duration::ZERO).await;
     assert_eq!(res.unwrap(), RunOutcome::Completed);
+    // 6 snapshot rows, then 4 changes written (21 and 8 filtered out).
+    let m = &stats.mappings()[0];
+    assert_eq!(m.total_rows_synced, 10);
+    assert!(m.last_sync_time.is_some());
     let applies = log.applies();
     assert!(applies.iter().all(|(t, u, d, p)| t == "crm.accounts"
         && u.len() + d.len() <= 3

@@ -479,9 +479,6 @@ async fn mappings_from_a_mariadb_source() {
     let cfg = append(
         &path,
         r#"
-[daemon.admin]
-listen = "127.0.0.1:0"
-
 [[task.mapping]]
 source = "shop.items"
 target = "public.items"

@@ -98,7 +98,8 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
-fn err<T>(msg: impl Into<String>) -> Result<T, DecodeError> {
+/// An error result with `msg`.
+pub fn err<T>(msg: impl Into<String>) -> Result<T, DecodeError> {
     Err(DecodeError(msg.into()))
 }
 
@@ -777,53 +778,4 @@ fn decode_heartbeat_v2(b: &[u8]) -> Result<Event<'static>, DecodeError> {
         }
     }
     Ok(Event::Heartbeat { file, position })
-}
-
-/// Iterates over the events of a binlog file's bytes (for tests and tools):
-/// checks the magic, then yields each event split and checksum-verified.
-pub struct FileEvents<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    pub fde: FormatDescription,
-}
-
-impl<'a> FileEvents<'a> {
-    pub fn new(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        if bytes.len() < 4 || &bytes[..4] != FILE_MAGIC {
-            return err("not a binlog file (bad magic)");
-        }
-        Ok(Self {
-            bytes,
-            pos: 4,
-            fde: FormatDescription::default(),
-        })
-    }
-
-    /// The next event and its start position, or `None` at the end.
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Option<Result<(u64, RawEvent<'a>), DecodeError>> {
-        if self.pos >= self.bytes.len() {
-            return None;
-        }
-        let start = self.pos;
-        let rest = &self.bytes[start..];
-        if rest.len() < HEADER_LEN {
-            self.pos = self.bytes.len();
-            return Some(err("truncated event header at the end of the file"));
-        }
-        let size = u32::from_le_bytes([rest[9], rest[10], rest[11], rest[12]]) as usize;
-        if size < HEADER_LEN || size > rest.len() {
-            self.pos = self.bytes.len();
-            return Some(err(format!(
-                "event at {start} has an impossible size {size}"
-            )));
-        }
-        self.pos += size;
-        Some(split_event(&rest[..size], &self.fde).map(|(ev, fde)| {
-            if let Some(f) = fde {
-                self.fde = f;
-            }
-            (start as u64, ev)
-        }))
-    }
 }

@@ -25,25 +25,23 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine::event::{Begin, Commit, Delete, Heartbeat, Insert, Relation, Truncate, Update};
+use engine::event::{Begin, Commit, Delete, Heartbeat, Insert, Relation, Update};
 use engine::position::BinlogPosition;
 use engine::{ChangeEvent, Offset, SourceContext, SourcePosition, TableId, TableSchema};
 use futures::{FutureExt, StreamExt};
 use mysql_async::binlog::events::Event as DriverEvent;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts};
-use tracing::{debug, info, warn};
+use tracing::debug;
 
-use super::binlog::{
-    self, maria_flags, Event, EventHeader, FormatDescription, MariaGtid, RawEvent,
-};
+use super::binlog::{self, maria_flags, Event, EventHeader, MariaGtid};
 use super::client::Flavor;
-use super::ddl;
 use super::error::{self, MysqlSourceError};
 use super::gtid::GtidState;
+use super::reader::DriverReader;
 use super::rows::{Plan, RowChange, RowIter};
 use super::schema::Schemas;
-use super::schema_history::{self, Applied, History, Scope};
+use super::schema_history::{Applied, History, Scope};
 use super::tablemap::TableMap;
 use super::values::ValueOpts;
 
@@ -152,20 +150,20 @@ impl Scope for Selection {
     }
 }
 
-struct Group {
-    file: Arc<str>,
-    start: u64,
-    ordinal: u64,
+pub(super) struct Group {
+    pub(super) file: Arc<str>,
+    pub(super) start: u64,
+    pub(super) ordinal: u64,
     /// `Begin` was sent (the group touches a watched table).
-    begun: bool,
+    pub(super) begun: bool,
     /// A transaction (BEGIN or a non-standalone MariaDB GTID): it ends with
     /// XID or COMMIT; otherwise the group is one statement.
-    transaction: bool,
-    maria_gtid: Option<MariaGtid>,
-    mysql_gtid: Option<([u8; 16], u64)>,
-    xa: bool,
-    timestamp: u32,
-    ddl: Applied,
+    pub(super) transaction: bool,
+    pub(super) maria_gtid: Option<MariaGtid>,
+    pub(super) mysql_gtid: Option<([u8; 16], u64)>,
+    pub(super) xa: bool,
+    pub(super) timestamp: u32,
+    pub(super) ddl: Applied,
 }
 
 /// The streaming state.
@@ -182,10 +180,10 @@ pub struct Streamer<'a> {
     pub last_resume: BinlogPosition,
     /// A regular connection for the lag metric.
     pub side: Option<Conn>,
-    fde: FormatDescription,
-    maps: HashMap<u64, (TableMap, Option<Arc<Plan>>)>,
-    announced: HashMap<TableId, Arc<TableSchema>>,
-    group: Option<Group>,
+    pub(super) reader: DriverReader,
+    pub(super) maps: HashMap<u64, (TableMap, Option<Arc<Plan>>)>,
+    pub(super) announced: HashMap<TableId, Arc<TableSchema>>,
+    pub(super) group: Option<Group>,
     idle_resume: Option<BinlogPosition>,
     last_heartbeat: Instant,
     next_lag_poll: Instant,
@@ -218,7 +216,7 @@ impl<'a> Streamer<'a> {
             file: start.file.clone(),
             last_resume: start,
             side,
-            fde: FormatDescription::default(),
+            reader: DriverReader::default(),
             maps: HashMap::new(),
             announced: HashMap::new(),
             group: None,
@@ -333,7 +331,7 @@ impl<'a> Streamer<'a> {
         }
     }
 
-    async fn emit(&mut self, ev: ChangeEvent) -> Result<(), MysqlSourceError> {
+    pub(super) async fn emit(&mut self, ev: ChangeEvent) -> Result<(), MysqlSourceError> {
         tokio::select! {
             biased;
             _ = self.ctx.shutdown.cancelled() => Err(MysqlSourceError::Stopped),
@@ -363,55 +361,20 @@ impl<'a> Streamer<'a> {
     }
 
     async fn on_driver_event(&mut self, ev: &DriverEvent) -> Result<(), MysqlSourceError> {
-        let h = ev.header();
-        let header = EventHeader {
-            timestamp: h.timestamp(),
-            kind: h.event_type_raw(),
-            server_id: h.server_id(),
-            event_size: h.event_size(),
-            log_pos: h.log_pos(),
-            flags: h.flags_raw(),
-        };
-        let data = ev.data();
-        let decode_err = |e: binlog::DecodeError| {
+        let read = self.reader.read(ev).map_err(|e| {
             MysqlSourceError::Decode(format!(
                 "{e} (binlog {} near position {})",
-                self.file, header.log_pos
+                self.file,
+                ev.header().log_pos()
             ))
-        };
-        if header.kind == binlog::kind::FORMAT_DESCRIPTION {
-            let mut full = data.to_vec();
-            if let Ok(Some(alg)) = ev.footer().get_checksum_alg() {
-                full.push(alg as u8);
-                full.extend_from_slice(&ev.checksum().unwrap_or([0; 4]));
-            }
-            let (fde, _) = FormatDescription::parse(&header, &full).map_err(decode_err)?;
-            self.fde = fde;
-            return Ok(());
+        })?;
+        match read {
+            Some((header, event)) => self.handle(&header, event).await,
+            None => Ok(()),
         }
-        let body = if self.fde.checksum {
-            let stored = ev.checksum().ok_or_else(|| {
-                decode_err(binlog::DecodeError("event without its checksum".into()))
-            })?;
-            if binlog::event_crc(&header, data) != u32::from_le_bytes(stored) {
-                return Err(decode_err(binlog::DecodeError(format!(
-                    "checksum mismatch in a type {} event",
-                    header.kind
-                ))));
-            }
-            data
-        } else if header.kind == binlog::kind::ROTATE && header.flags & binlog::FLAG_ARTIFICIAL != 0
-        {
-            binlog::strip_checksum(&header, data).unwrap_or(data)
-        } else {
-            data
-        };
-        let raw = RawEvent { header, body };
-        let event = binlog::decode(raw, &self.fde).map_err(decode_err)?;
-        self.handle(&header, event).await
     }
 
-    fn ensure_group(&mut self, header: &EventHeader) -> &mut Group {
+    pub(super) fn ensure_group(&mut self, header: &EventHeader) -> &mut Group {
         let file = self.file.clone();
         self.group.get_or_insert_with(|| Group {
             file,
@@ -427,7 +390,7 @@ impl<'a> Streamer<'a> {
         })
     }
 
-    fn offset(g: &Group, ordinal: u64) -> Offset {
+    pub(super) fn offset(g: &Group, ordinal: u64) -> Offset {
         Offset::new(
             SourcePosition::Mysql(BinlogPosition {
                 file: g.file.clone(),
@@ -439,7 +402,10 @@ impl<'a> Streamer<'a> {
     }
 
     /// The next offset inside the group, sending `Begin` first if needed.
-    async fn next_offset(&mut self, header: &EventHeader) -> Result<Offset, MysqlSourceError> {
+    pub(super) async fn next_offset(
+        &mut self,
+        header: &EventHeader,
+    ) -> Result<Offset, MysqlSourceError> {
         let g = self.ensure_group(header);
         if !g.begun {
             g.begun = true;
@@ -459,7 +425,7 @@ impl<'a> Streamer<'a> {
     }
 
     /// Ends the current event group at `end` (the position after its last event).
-    async fn finish_group(&mut self, end: u64) -> Result<(), MysqlSourceError> {
+    pub(super) async fn finish_group(&mut self, end: u64) -> Result<(), MysqlSourceError> {
         let Some(g) = self.group.take() else {
             return Ok(());
         };
@@ -503,7 +469,7 @@ impl<'a> Streamer<'a> {
         event: Event<'_>,
     ) -> Result<(), MysqlSourceError> {
         match event {
-            Event::FormatDescription(f) => self.fde = f,
+            Event::FormatDescription(f) => self.reader.fde = f,
             Event::Rotate {
                 next_file,
                 position,
@@ -705,179 +671,5 @@ impl<'a> Streamer<'a> {
             self.emit(ev).await?;
         }
         Ok(())
-    }
-
-    async fn on_query(
-        &mut self,
-        header: &EventHeader,
-        db: &str,
-        sql: &str,
-    ) -> Result<(), MysqlSourceError> {
-        let head = statement_head(sql);
-        let end = u64::from(header.log_pos);
-        match head.as_str() {
-            "BEGIN" | "START TRANSACTION" => {
-                self.ensure_group(header).transaction = true;
-                return Ok(());
-            }
-            "COMMIT" => return self.finish_group(end).await,
-            "ROLLBACK" => {
-                if self.group.as_ref().is_some_and(|g| g.begun) {
-                    return Err(MysqlSourceError::Decode(
-                        "a transaction that changed replicated tables ends with ROLLBACK in the binlog (it mixed \
-                         transactional and non-transactional tables); dbsync cannot tell which rows took effect: \
-                         re-sync the task"
-                            .into(),
-                    ));
-                }
-                return self.finish_group(end).await;
-            }
-            "SAVEPOINT" => return Ok(()),
-            "ROLLBACK TO" => {
-                if self.group.as_ref().is_some_and(|g| g.begun) {
-                    return Err(MysqlSourceError::Decode(
-                        "ROLLBACK TO SAVEPOINT inside a transaction on replicated tables is not supported".into(),
-                    ));
-                }
-                return Ok(());
-            }
-            "XA" => {
-                let g = self.ensure_group(header);
-                g.xa = true;
-                let upper = sql.trim_start().to_ascii_uppercase();
-                if upper.starts_with("XA START")
-                    || upper.starts_with("XA BEGIN")
-                    || upper.starts_with("XA END")
-                {
-                    return Ok(());
-                }
-                if g.begun {
-                    return Err(MysqlSourceError::Decode(
-                        "XA transactions on replicated tables are not supported".into(),
-                    ));
-                }
-                return self.finish_group(end).await;
-            }
-            _ => {}
-        }
-        // DDL (or anything else) in a QUERY event.
-        let stmt = ddl::parse(sql, db);
-        let applied = schema_history::apply(&mut self.schemas.catalog, &stmt, &self.scope, sql)
-            .map_err(|e| {
-                MysqlSourceError::Schema(format!("{e} (binlog {} near position {end})", self.file))
-            })?;
-        self.ensure_group(header);
-        if !applied.is_empty() {
-            info!(statement = %head, tables = applied.changed.len() + applied.removed.len(), "schema change");
-        }
-        for id in applied.changed.iter().chain(applied.removed.iter()) {
-            self.schemas.invalidate(id);
-            self.announced.remove(id);
-        }
-        if !applied.changed.is_empty() || !applied.removed.is_empty() {
-            self.maps.retain(|_, (m, _)| {
-                let id = TableId::new(m.db.clone(), m.table.clone());
-                !applied.changed.contains(&id) && !applied.removed.contains(&id)
-            });
-        }
-        let changed: Vec<TableId> = applied
-            .changed
-            .iter()
-            .filter(|id| self.scope.watched(id))
-            .cloned()
-            .collect();
-        for id in &changed {
-            let Some(table) = self.schemas.schema(id) else {
-                continue;
-            };
-            if table.key.is_empty() {
-                return Err(MysqlSourceError::Schema(format!(
-                    "{id} has no primary key after this DDL: add one (replication needs a key)"
-                )));
-            }
-            let offset = self.next_offset(header).await?;
-            self.announced.insert(id.clone(), table.clone());
-            self.emit(ChangeEvent::Relation(Relation { offset, table }))
-                .await?;
-        }
-        if !applied.truncated.is_empty() {
-            let tables: Vec<Arc<TableSchema>> = applied
-                .truncated
-                .iter()
-                .filter_map(|id| self.schemas.schema(id))
-                .collect();
-            if !tables.is_empty() {
-                let offset = self.next_offset(header).await?;
-                self.emit(ChangeEvent::Truncate(Truncate { offset, tables }))
-                    .await?;
-            }
-        }
-        let removed_watched: Vec<&TableId> = applied
-            .removed
-            .iter()
-            .filter(|id| self.scope.watched(id))
-            .collect();
-        if !removed_watched.is_empty() {
-            warn!(tables = ?removed_watched.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
-                "replicated tables were dropped or renamed at the source; their target tables are left as they are");
-        }
-        if let Some(g) = self.group.as_mut() {
-            g.ddl.changed.extend(applied.changed);
-            g.ddl.removed.extend(applied.removed);
-            g.ddl.dbs.extend(applied.dbs);
-            if !g.transaction {
-                return self.finish_group(end).await;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The first word(s) of a statement, uppercased, after comments.
-pub fn statement_head(sql: &str) -> String {
-    let mut s = sql.trim_start();
-    loop {
-        if let Some(rest) = s.strip_prefix("/*") {
-            match rest.find("*/") {
-                Some(i) => s = rest[i + 2..].trim_start(),
-                None => return String::new(),
-            }
-        } else if s.starts_with("--") || s.starts_with('#') {
-            match s.find('\n') {
-                Some(i) => s = s[i + 1..].trim_start(),
-                None => return String::new(),
-            }
-        } else {
-            break;
-        }
-    }
-    let words: Vec<String> = s
-        .split(|c: char| c.is_whitespace() || c == ';')
-        .filter(|w| !w.is_empty())
-        .take(2)
-        .map(|w| w.to_ascii_uppercase())
-        .collect();
-    match words.as_slice() {
-        [a, b] if a == "ROLLBACK" && b == "TO" => "ROLLBACK TO".into(),
-        [a, b] if a == "START" && b == "TRANSACTION" => "START TRANSACTION".into(),
-        [a, b] if a == "ROLLBACK" && b == "WORK" => "ROLLBACK".into(),
-        [a, b] if a == "COMMIT" && b == "WORK" => "COMMIT".into(),
-        [a, ..] => a.clone(),
-        [] => String::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::statement_head;
-
-    #[test]
-    fn statement_heads_skip_comments() {
-        assert_eq!(statement_head("BEGIN"), "BEGIN");
-        assert_eq!(statement_head("/* x */ COMMIT"), "COMMIT");
-        assert_eq!(statement_head("rollback to savepoint a"), "ROLLBACK TO");
-        assert_eq!(statement_head("XA START 'x'"), "XA");
-        assert_eq!(statement_head("-- c\nALTER TABLE t ADD c int"), "ALTER");
-        assert_eq!(statement_head("/* unterminated"), "");
     }
 }

@@ -1,6 +1,7 @@
 //! A [`MappingConfig`] checked and compiled once, before any schema is known.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +50,54 @@ pub struct CompiledMapping {
     pub batch_timeout: Option<Duration>,
     /// Several source tables can land in one target table.
     pub many_to_one: bool,
+    /// `total_rows_synced` and `last_sync_time`.
+    pub(crate) stats: MappingStats,
+}
+
+/// Row counts of one mapping: pending until the target commits.
+#[derive(Debug, Default)]
+pub(crate) struct MappingStats {
+    pending: AtomicU64,
+    synced: AtomicU64,
+    last_sync_us: AtomicI64,
+}
+
+impl MappingStats {
+    pub(crate) fn note(&self, rows: u64) {
+        self.pending.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// The target committed: pending rows are synced.
+    pub(crate) fn committed(&self, now_us: i64) {
+        let n = self.pending.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            self.synced.fetch_add(n, Ordering::Relaxed);
+            self.last_sync_us.store(now_us, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn snapshot(&self, mapping: &str) -> MappingStatsSnapshot {
+        let last = self.last_sync_us.load(Ordering::Relaxed);
+        MappingStatsSnapshot {
+            mapping: mapping.to_string(),
+            total_rows_synced: self.synced.load(Ordering::Relaxed),
+            last_sync_time: (last != 0)
+                .then(|| chrono::DateTime::from_timestamp_micros(last))
+                .flatten(),
+        }
+    }
+}
+
+/// A mapping's row statistics (`table_mappings.total_rows_synced`,
+/// `last_sync_time`): row changes written and committed through it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappingStatsSnapshot {
+    /// The mapping's source, as written.
+    pub mapping: String,
+    /// Row changes committed in the target (snapshot rows included).
+    pub total_rows_synced: u64,
+    /// When rows of this mapping were last committed.
+    pub last_sync_time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 fn no_dups<'a>(names: impl IntoIterator<Item = &'a String>, what: &str) -> Result<(), String> {
@@ -220,6 +269,7 @@ impl CompiledMapping {
             batch_size: cfg.batch_size,
             batch_timeout: cfg.batch_timeout_ms.map(Duration::from_millis),
             many_to_one,
+            stats: MappingStats::default(),
         })
     }
 

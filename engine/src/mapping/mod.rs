@@ -33,7 +33,7 @@ mod tests_rows;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use compile::CompiledMapping;
+pub use compile::{CompiledMapping, MappingStatsSnapshot};
 pub use plan::{MappedChange, MappedTable};
 pub use policy::{ConflictPolicy, UpsertMode};
 pub use script::ScriptStatsSnapshot;
@@ -248,31 +248,43 @@ impl TableRouter {
         Ok(())
     }
 
-    /// Statistics of every enabled script (execution count, average time).
-    pub fn script_stats(&self) -> Vec<ScriptStatsSnapshot> {
-        self.script_stats_handle().snapshot()
+    /// The target committed: the rows noted since the last commit are synced.
+    pub fn committed(&self) {
+        let now = chrono::Utc::now().timestamp_micros();
+        for m in &self.mappings {
+            m.stats.committed(now);
+        }
     }
 
-    /// A handle that reads the scripts' statistics while the router is in
-    /// use by a pipeline (for the admin API or the metadata mirror).
-    pub fn script_stats_handle(&self) -> ScriptStatsHandle {
-        ScriptStatsHandle(
-            self.mappings
-                .iter()
-                .flat_map(|m| m.scripts.iter().cloned())
-                .collect(),
-        )
+    /// Statistics of every enabled script (execution count, average time).
+    pub fn script_stats(&self) -> Vec<ScriptStatsSnapshot> {
+        self.stats_handle().scripts()
+    }
+
+    /// A handle that reads the mappings' and scripts' statistics while the
+    /// router is in use by a pipeline (for the admin API or the metadata mirror).
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(self.mappings.clone().into())
     }
 }
 
-/// Reads script statistics from anywhere (see [`TableRouter::script_stats_handle`]).
+/// Reads mapping and script statistics from anywhere (see
+/// [`TableRouter::stats_handle`]).
 #[derive(Clone)]
-pub struct ScriptStatsHandle(Arc<[Arc<script::Script>]>);
+pub struct StatsHandle(Arc<[Arc<CompiledMapping>]>);
 
-impl ScriptStatsHandle {
+impl StatsHandle {
+    /// Every mapping's `total_rows_synced` and `last_sync_time` now.
+    pub fn mappings(&self) -> Vec<MappingStatsSnapshot> {
+        self.0.iter().map(|m| m.stats.snapshot(&m.name)).collect()
+    }
+
     /// The statistics of every enabled script now.
-    pub fn snapshot(&self) -> Vec<ScriptStatsSnapshot> {
-        self.0.iter().map(|s| s.snapshot()).collect()
+    pub fn scripts(&self) -> Vec<ScriptStatsSnapshot> {
+        self.0
+            .iter()
+            .flat_map(|m| m.scripts.iter().map(|s| s.snapshot()))
+            .collect()
     }
 }
 
@@ -297,6 +309,11 @@ fn same_mapping(a: &MappedTable, b: &MappedTable) -> bool {
 
 impl Drop for TableRouter {
     fn drop(&mut self) {
+        for m in self.stats_handle().mappings() {
+            if m.total_rows_synced > 0 {
+                tracing::info!(mapping = %m.mapping, total_rows_synced = m.total_rows_synced, "mapping statistics");
+            }
+        }
         for s in self
             .script_stats()
             .into_iter()

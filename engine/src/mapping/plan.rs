@@ -147,6 +147,14 @@ impl MappedTable {
         Ok(me)
     }
 
+    /// Counts `rows` row changes handed to the batch (synced once committed:
+    /// [`super::TableRouter::committed`]).
+    pub fn note_synced(&self, rows: u64) {
+        if let Some(m) = &self.mapping {
+            m.stats.note(rows);
+        }
+    }
+
     /// Whether several source tables share this target table.
     pub fn shares_target(&self) -> bool {
         self.mapping.as_ref().is_some_and(|m| m.many_to_one)

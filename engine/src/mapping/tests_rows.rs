@@ -326,9 +326,9 @@ fn script_error_handling_and_statistics() {
         };
         t.map_insert(cust(i, "a", "p", "1", status)).unwrap();
     }
-    let handle = r.script_stats_handle();
-    assert_eq!(handle.snapshot(), r.script_stats());
-    let s = &handle.snapshot()[0];
+    let handle = r.stats_handle();
+    assert_eq!(handle.scripts(), r.script_stats());
+    let s = &handle.scripts()[0];
     assert_eq!(
         (
             s.execution_count,

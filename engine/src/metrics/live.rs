@@ -7,7 +7,7 @@ use std::time::Duration;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 use super::{
-    set_task_gauge, Op, OpCounts, BACKPRESSURE_WAIT, CHANGES_READ, LABEL_OP, LABEL_ROLE,
+    set_task_gauge, Op, ReadCounts, BACKPRESSURE_WAIT, CHANGES_READ, LABEL_OP, LABEL_ROLE,
     LABEL_TABLE, LABEL_TASK, OPEN_CONNECTIONS, READ_BYTES, SLOT_RETAINED_WAL,
     SNAPSHOT_ESTIMATED_ROWS, SNAPSHOT_TABLES, SOURCE_LAG_BYTES,
 };
@@ -55,6 +55,7 @@ impl Default for LiveStatus {
 }
 
 impl LiveStatus {
+    /// The source's phase in the current run.
     pub fn phase(&self) -> SourcePhase {
         match self.phase.load(Ordering::Relaxed) {
             0 => SourcePhase::Starting,
@@ -96,6 +97,7 @@ impl LiveStatus {
             .map(Duration::from_micros)
     }
 
+    /// Records the end-to-end lag of a target commit.
     pub fn set_lag(&self, lag: Duration) {
         let us = i64::try_from(lag.as_micros()).unwrap_or(i64::MAX);
         self.lag_us.store(us, Ordering::Relaxed);
@@ -106,6 +108,7 @@ impl LiveStatus {
         Some(self.last_checkpoint_us.load(Ordering::Relaxed)).filter(|us| *us > 0)
     }
 
+    /// Records when a checkpoint was written (µs since the epoch).
     pub fn set_last_checkpoint_us(&self, us: i64) {
         self.last_checkpoint_us.store(us, Ordering::Relaxed);
     }
@@ -199,15 +202,15 @@ impl SourceReporter {
     }
 
     /// A chunk of events was handed to the pipeline.
-    pub(crate) fn chunk_sent(&self, counts: &OpCounts, bytes: usize, phase: Option<SourcePhase>) {
+    pub(crate) fn chunk_sent(&self, counts: &ReadCounts, bytes: usize) {
         if let Some(i) = &self.inner {
-            for (h, n) in i.read.iter().zip(counts.0) {
+            for (h, n) in i.read.iter().zip(counts.ops.0) {
                 if n > 0 {
                     h.increment(n);
                 }
             }
             i.read_bytes.increment(bytes as u64);
-            if let Some(p) = phase {
+            if let Some(p) = counts.phase() {
                 i.status.advance(p);
             }
         }
@@ -233,6 +236,7 @@ pub enum ConnectionRole {
 }
 
 impl ConnectionRole {
+    /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
             ConnectionRole::Source => "source",

@@ -14,6 +14,7 @@ pub struct TimedSink<K> {
 }
 
 impl<K: Sink> TimedSink<K> {
+    /// Wraps `inner`, with no time counted yet.
     pub fn new(inner: K) -> Self {
         Self {
             inner,

@@ -185,7 +185,11 @@ fn native_key_shape(base: &str, ty: &str) -> KeyShape {
                 .and_then(|(_, r)| r.split(')').next())
                 .and_then(|n| n.trim().parse().ok())
                 .unwrap_or(255);
-            KeyShape::Fixed(if base.ends_with("binary") { n } else { n * 4 })
+            KeyShape::Fixed(if base.ends_with("binary") {
+                n
+            } else {
+                n.saturating_mul(4)
+            })
         }
         _ => KeyShape::Fixed(8),
     }
@@ -210,6 +214,7 @@ pub fn column_types(schema: &TableSchema, key_collation: &str) -> Vec<String> {
     let shapes: Vec<(usize, KeyShape)> = schema
         .key
         .iter()
+        .filter(|&&i| i < schema.columns.len())
         .map(|&i| {
             let col = &schema.columns[i];
             let shape = if native_type_of(col, schema.dialect).is_some() {
@@ -223,7 +228,7 @@ pub fn column_types(schema: &TableSchema, key_collation: &str) -> Vec<String> {
     let fixed: u32 = shapes
         .iter()
         .map(|(_, s)| if let KeyShape::Fixed(b) = s { *b } else { 0 })
-        .sum();
+        .fold(0, u32::saturating_add);
     let unbounded = shapes
         .iter()
         .filter(|(_, s)| !matches!(s, KeyShape::Fixed(_)))
@@ -261,16 +266,19 @@ fn row_bytes(ty: &str) -> u32 {
     match base.as_str() {
         "varchar" => {
             let per = if ty.contains("ascii") { 1 } else { 4 };
-            n() * per + 2
+            n().saturating_mul(per).saturating_add(2)
         }
-        "char" => n() * if ty.contains("ascii") { 1 } else { 4 },
-        "varbinary" => n() + 2,
+        "char" => n().saturating_mul(if ty.contains("ascii") { 1 } else { 4 }),
+        "varbinary" => n().saturating_add(2),
         _ => 12,
     }
 }
 
 fn fit_row(schema: &TableSchema, types: &mut [String]) {
-    let mut total: u32 = types.iter().map(|t| row_bytes(t)).sum();
+    let mut total: u32 = types
+        .iter()
+        .map(|t| row_bytes(t))
+        .fold(0, u32::saturating_add);
     while total > ROW_BYTES - 2048 {
         let widest = types
             .iter()
@@ -284,7 +292,7 @@ fn fit_row(schema: &TableSchema, types: &mut [String]) {
         } else {
             "mediumtext".into()
         };
-        total = total - before + 12;
+        total = total.saturating_sub(before).saturating_add(12);
     }
 }
 
@@ -337,13 +345,16 @@ pub fn create_database_sql(db: &str) -> String {
 /// nullable: existing rows have no value).
 pub fn add_columns_sql(schema: &TableSchema, missing: &[usize], types: &[String]) -> String {
     let mut sql = format!("ALTER TABLE {}", qualified(&schema.id));
-    for (n, &i) in missing.iter().enumerate() {
+    let cols = missing
+        .iter()
+        .filter_map(|&i| Some((schema.columns.get(i)?, types.get(i)?)));
+    for (n, (col, ty)) in cols.enumerate() {
         sql.push_str(if n == 0 {
             " ADD COLUMN "
         } else {
             ", ADD COLUMN "
         });
-        column_def(&mut sql, &schema.columns[i], &types[i], false);
+        column_def(&mut sql, col, ty, false);
     }
     sql
 }

@@ -36,10 +36,11 @@
 //!
 //! # Writes
 //! - Upserts: multi-row `INSERT ... VALUES (?, ...), ... ON DUPLICATE KEY
-//!   UPDATE` with values bound as parameters (binary protocol), or `LOAD DATA
-//!   LOCAL INFILE` (into the target under a savepoint for probably-new keys,
-//!   else into a temporary stage merged with `INSERT ... SELECT ... ON
-//!   DUPLICATE KEY UPDATE`), chosen by [`UpsertStrategy`].
+//!   UPDATE` with values bound as parameters (binary protocol) — the measured
+//!   best — or, when chosen ([`UpsertStrategy`]), `LOAD DATA LOCAL INFILE`
+//!   (into the target under a savepoint for probably-new keys, else into a
+//!   temporary stage merged with `INSERT ... SELECT ... ON DUPLICATE KEY
+//!   UPDATE`).
 //!   `ON DUPLICATE KEY UPDATE` fires on any unique index, not only the key:
 //!   a target table with further unique indexes may see rows merged where
 //!   PostgreSQL's `ON CONFLICT (key)` would fail.
@@ -77,18 +78,27 @@ pub const SQL_MODE: &str = "STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES,ERROR_FOR_DIV
 
 /// How upserts are written.
 ///
-/// Measured against MariaDB 10.11 (`sinks/tests/mysql_perf.rs`, 100k rows,
-/// `id bigint, name varchar(64), price decimal(10,2), ts datetime(6)`):
-/// for new keys `LOAD DATA` straight into the target beats `INSERT` by about
-/// 1.4-1.8x at 10000-row batches and ties from 5000 rows down; for
-/// conflicting keys the stage + merge costs more than `INSERT ... ON
-/// DUPLICATE KEY UPDATE` at every batch size (about 0.6x).
+/// Measured against MariaDB 10.11 on 2 shared cores (`sinks/tests/mysql_perf.rs`:
+/// 100k rows of `id bigint, name varchar(64), price decimal(10,2), ts
+/// datetime(6)` in batches of 10000, 5000, 1000 and 100; CPU time of dbsync's
+/// side plus mariadbd per row, which stays steady on a busy machine, and
+/// rows/s, which does not):
+///
+/// | | new keys | all keys conflicting |
+/// |---|---|---|
+/// | `INSERT ... ON DUPLICATE KEY UPDATE`, 1000-row statements | 2.0-2.4 µs/row, 170k-250k rows/s | 4.1-4.5 µs/row, 115k-250k rows/s |
+/// | `LOAD DATA LOCAL` (new keys: straight into the target; conflicts: stage + merge) | 2.0-2.5 µs/row, 100k-360k rows/s | 5.5-6.5 µs/row, 100k-175k rows/s |
+///
+/// `LOAD DATA` saves nothing for new keys at any batch size and costs about a
+/// third more for conflicting keys (the stage is written, then read), so
+/// [`UpsertStrategy::Auto`] writes `INSERT` statements; it also needs no
+/// `local_infile` (off by default in MySQL 8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpsertStrategy {
-    /// The measured best: `LoadData` for `likely_new` batches of at least
-    /// [`MysqlSinkOptions::load_min_rows_new`] rows (or other batches of at
-    /// least [`MysqlSinkOptions::load_min_rows`], by default never), when the
-    /// server allows `LOAD DATA LOCAL`; `InsertValues` for the rest.
+    /// The measured best: `InsertValues`, or `LoadData` for `likely_new`
+    /// batches of at least [`MysqlSinkOptions::load_min_rows_new`] rows and
+    /// other batches of at least [`MysqlSinkOptions::load_min_rows`] rows
+    /// (both never by default) when the server allows `LOAD DATA LOCAL`.
     Auto,
     /// Multi-row `INSERT ... ON DUPLICATE KEY UPDATE` with bound parameters.
     InsertValues,
@@ -124,7 +134,7 @@ impl Default for MysqlSinkOptions {
     fn default() -> Self {
         Self {
             upsert: UpsertStrategy::Auto,
-            load_min_rows_new: 5000,
+            load_min_rows_new: usize::MAX,
             load_min_rows: usize::MAX,
             values_rows: 1000,
             statement_bytes: 4 * 1024 * 1024,
@@ -154,12 +164,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auto_loads_only_large_batches_of_new_keys_when_allowed() {
+    fn auto_loads_only_from_its_thresholds_and_when_allowed() {
         let o = MysqlSinkOptions::default();
-        assert!(o.use_load(10_000, true, true));
+        assert!(
+            !o.use_load(1_000_000, true, true),
+            "measured: INSERT by default"
+        );
+        assert!(!o.use_load(1_000_000, false, true));
+        let o = MysqlSinkOptions {
+            load_min_rows_new: 5_000,
+            load_min_rows: 20_000,
+            ..Default::default()
+        };
         assert!(o.use_load(5_000, true, true));
         assert!(!o.use_load(4_999, true, true));
-        assert!(!o.use_load(1_000_000, false, true));
+        assert!(o.use_load(20_000, false, true));
+        assert!(!o.use_load(19_999, false, true));
         assert!(!o.use_load(10_000, true, false), "local_infile off");
         let load = MysqlSinkOptions {
             upsert: UpsertStrategy::LoadData,

@@ -107,11 +107,14 @@ const NEW: &str = "`dbsync_new`";
 /// (`INSERT IGNORE` would also turn data errors into warnings).
 pub fn keep_existing(schema: &TableSchema) -> String {
     // Qualified: in `INSERT ... SELECT` the stage has the same column names.
-    let k = format!(
-        "{}.{}",
-        qualified(&schema.id),
-        quote_ident(&schema.columns[schema.key[0]].name)
-    );
+    // (The sink checks that the key is valid before building statements.)
+    let first = schema
+        .key
+        .first()
+        .and_then(|&i| schema.columns.get(i))
+        .or(schema.columns.first())
+        .map_or("", |c| c.name.as_str());
+    let k = format!("{}.{}", qualified(&schema.id), quote_ident(first));
     format!("ON DUPLICATE KEY UPDATE {k} = {k}")
 }
 

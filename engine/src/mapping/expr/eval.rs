@@ -280,11 +280,24 @@ pub fn eval<'a, C: Cols + ?Sized>(e: &'a Expr, row: &'a C) -> Result<Val<'a>, Ev
             of_tv(acc)
         }
         Expr::Cmp { op, l, r, .. } => {
-            let (a, b) = (eval(l, row)?, eval(r, row)?);
-            if let Some(m) = missing(&a, &b) {
-                return Ok(m);
-            }
-            let o = compare(&a, &b)?;
+            // The common `column <op> literal` without building values.
+            let fast = match (&**l, &**r) {
+                (Expr::Col { idx, .. }, Expr::Lit(x)) => cmp_value_lit(row.col(*idx), x),
+                (Expr::Lit(x), Expr::Col { idx, .. }) => {
+                    cmp_value_lit(row.col(*idx), x).map(Ordering::reverse)
+                }
+                _ => None,
+            };
+            let o = match fast {
+                Some(o) => o,
+                None => {
+                    let (a, b) = (eval(l, row)?, eval(r, row)?);
+                    if let Some(m) = missing(&a, &b) {
+                        return Ok(m);
+                    }
+                    compare(&a, &b)?
+                }
+            };
             Val::Bool(match op {
                 CmpOp::Eq => o == Ordering::Equal,
                 CmpOp::Ne => o != Ordering::Equal,
@@ -391,6 +404,29 @@ pub fn eval<'a, C: Cols + ?Sized>(e: &'a Expr, row: &'a C) -> Result<Val<'a>, Ev
             v => cast(v, to)?,
         },
     })
+}
+
+/// Orders a present column value against a literal of a matching kind;
+/// `None` for anything else (NULL, unsent, other kinds: the general path).
+fn cmp_value_lit(v: &Value, l: &Lit) -> Option<Ordering> {
+    let int = |i: i64| match l {
+        Lit::Int(j) => Some(i.cmp(j)),
+        Lit::Dec(d) => Some(Dec::int(i).cmp(d)),
+        _ => None,
+    };
+    match (v, l) {
+        (Value::Text(s), Lit::Str(t)) => Some(s.as_bytes().cmp(t.as_bytes())),
+        (Value::Int64(i), _) => int(*i),
+        (Value::Int32(i), _) => int(*i as i64),
+        (Value::Int16(i), _) => int(*i as i64),
+        (Value::Decimal(s), Lit::Int(j)) => Dec::parse(s).map(|d| d.cmp(&Dec::int(*j))),
+        (Value::Decimal(s), Lit::Dec(d)) => Dec::parse(s).map(|x| x.cmp(d)),
+        (Value::Bool(a), Lit::Bool(b)) => Some(a.cmp(b)),
+        (Value::Date(a), Lit::Date(b)) => Some(a.cmp(b)),
+        (Value::TimestampTz(a), Lit::TsTz(b)) => Some(a.cmp(b)),
+        (Value::Timestamp(a), Lit::Ts(b)) => Some(a.cmp(b)),
+        _ => None,
+    }
 }
 
 fn cast(v: Val<'_>, to: &DataType) -> Result<Val<'static>, EvalError> {

@@ -14,11 +14,13 @@ use crate::value::{DataType, Value};
 pub fn mask(s: &str, pattern: &[char], mask_char: char, from_end: bool) -> String {
     if from_end {
         let mut rev = Vec::with_capacity(s.len());
-        mask_into(s.chars().rev(), pattern.iter().rev(), mask_char, &mut rev);
+        mask_into(s.chars().rev(), pattern.iter().rev(), mask_char, &mut |c| {
+            rev.push(c)
+        });
         rev.iter().rev().collect()
     } else {
         let mut out = String::with_capacity(s.len() + 4);
-        mask_into(s.chars(), pattern.iter(), mask_char, &mut out);
+        mask_into(s.chars(), pattern.iter(), mask_char, &mut |c| out.push(c));
         out
     }
 }
@@ -27,24 +29,21 @@ fn mask_into<'p>(
     value: impl Iterator<Item = char>,
     mut pat: impl Iterator<Item = &'p char>,
     mask_char: char,
-    out: &mut impl Extend<char>,
+    out: &mut impl FnMut(char),
 ) {
     let mut value = value.peekable();
     while let Some(&c) = value.peek() {
-        let put = match pat.next() {
-            Some('#') => c,
-            Some('*') | None => mask_char,
+        match pat.next() {
+            Some('#') => out(c),
+            Some('*') | None => out(mask_char),
             Some(&lit) => {
-                out.extend([lit]);
+                out(lit);
                 if lit != c {
                     // An inserted literal: the value's character is still to place.
                     continue;
                 }
-                value.next();
-                continue;
             }
-        };
-        out.extend([put]);
+        }
         value.next();
     }
 }
