@@ -230,7 +230,10 @@ fn marker(n: usize) -> String {
     format!("marker-{n}")
 }
 
-const MARKER_SQL: &str = "SELECT name FROM t WHERE id = 0";
+/// The marker row has the largest key, so that the initial copy (in key
+/// order) delivers it last.
+const MARKER_ID: i64 = 9_000_000_000_000_000_000;
+const MARKER_SQL: &str = "SELECT name FROM t WHERE id = 9000000000000000000";
 
 /// The marker a target shows (`None` while its table does not exist yet).
 async fn target_marker(s: &Servers, which: &str) -> R<Option<String>> {
@@ -399,7 +402,7 @@ async fn run() -> R<String> {
     let mut maria = Dbsync::new(&s, "dbsync → MariaDB", 7001)?;
     let mut pgd = Dbsync::new(&s, "dbsync → PostgreSQL", 7002)?;
     let mut table = String::from(
-        "| workload | rows | native replication rows/s | dbsync → MariaDB rows/s (× native) | dbsync → PostgreSQL rows/s | dbsync peak RSS MiB (MariaDB / PostgreSQL) |\n|---|---:|---:|---:|---:|---:|\n",
+        "| workload | rows | native replication rows/s | dbsync → MariaDB rows/s (× native) | dbsync → PostgreSQL rows/s | dbsync peak RSS MiB (MariaDB / PostgreSQL) | dbsync CPU s (MariaDB / PostgreSQL) |\n|---|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut decode_from = None;
     let mut src_conn = conn(&s.src, "bench").await?;
@@ -417,7 +420,7 @@ async fn run() -> R<String> {
         }
         src_conn
             .query_drop(format!(
-                "REPLACE INTO bench.t VALUES (0, '{}', 0, '2024-01-01')",
+                "REPLACE INTO bench.t VALUES ({MARKER_ID}, '{}', 0, '2024-01-01')",
                 marker(i)
             ))
             .await
@@ -442,7 +445,7 @@ async fn run() -> R<String> {
         let rate = |x: &Sample| w.rows as f64 / x.secs;
         let _ = writeln!(
             table,
-            "| {} | {} | {} | {} ({:.2}×) | {} | {:.0} / {:.0} |",
+            "| {} | {} | {} | {} ({:.2}×) | {} | {:.0} / {:.0} | {:.2} / {:.2} |",
             w.name,
             thousands(w.rows as f64),
             thousands(rate(&native)),
@@ -451,6 +454,8 @@ async fn run() -> R<String> {
             thousands(rate(&dp)),
             dm.rss_mib.unwrap_or(0.0),
             dp.rss_mib.unwrap_or(0.0),
+            dm.cpu_secs.unwrap_or(0.0),
+            dp.cpu_secs.unwrap_or(0.0),
         );
     }
     // The decoder alone, over workloads 2–5.

@@ -432,6 +432,8 @@ struct Sample {
     usage: Option<Usage>,
     /// How long the consumer took to release its slot after catch-up.
     settled: Duration,
+    /// Wall-clock start of the measurement (to match it with other load).
+    wall: chrono::DateTime<chrono::Utc>,
 }
 
 impl Sample {
@@ -459,7 +461,7 @@ async fn measure(b: &Setup, src: &Client, c: &mut Consumer, w: &Workload) -> R<S
         n.wait_for_launcher().await;
     }
 
-    let t0 = Instant::now();
+    let (t0, wall) = (Instant::now(), chrono::Utc::now());
     match c {
         Consumer::Native(n) => n.start().await?,
         Consumer::Dbsync(d) => d.start()?,
@@ -502,6 +504,7 @@ async fn measure(b: &Setup, src: &Client, c: &mut Consumer, w: &Workload) -> R<S
         secs: done_at.as_secs_f64(),
         usage,
         settled,
+        wall,
     })
 }
 
@@ -617,10 +620,11 @@ async fn run_all(b: &Setup, consumers: &mut [Consumer], header: &str) -> R<Strin
         for c in consumers.iter_mut() {
             let s = measure(b, &src, c, &w).await?;
             eprintln!(
-                "[{}] {}: {:.2} s, {} rows/s, slot settled in {:.1} s{}",
+                "[{}] {}: {:.2} s from {}, {} rows/s, slot settled in {:.1} s{}",
                 w.name,
                 c.label(),
                 s.secs,
+                s.wall.format("%H:%M:%S%.3f"),
                 thousands(s.rows_per_sec(w.rows)),
                 s.settled.as_secs_f64(),
                 s.usage.map_or(String::new(), |u| format!(

@@ -107,6 +107,9 @@ pub struct RowIter<'a> {
     kind: RowsKind,
     present: &'a [u8],
     present_after: &'a [u8],
+    /// Columns present in each image (the width of its null bitmap).
+    count: usize,
+    count_after: usize,
 }
 
 impl<'a> RowIter<'a> {
@@ -119,18 +122,24 @@ impl<'a> RowIter<'a> {
                 plan.columns.len()
             )));
         }
+        let present: &[u8] = &ev.present;
+        let present_after = ev.present_after.as_deref().unwrap_or(present);
+        let n = plan.columns.len();
+        let count = (0..n).filter(|&i| bit(present, i)).count();
+        let count_after = (0..n).filter(|&i| bit(present_after, i)).count();
         Ok(Self {
             plan,
             r: Reader::new(&ev.rows, "row image"),
             kind: ev.kind,
-            present: &ev.present,
-            present_after: ev.present_after.as_deref().unwrap_or(&ev.present),
+            present,
+            present_after,
+            count,
+            count_after,
         })
     }
 
-    fn image(&mut self, present: &[u8], after: bool) -> Result<Row, DecodeError> {
+    fn image(&mut self, present: &[u8], count: usize, after: bool) -> Result<Row, DecodeError> {
         let n = self.plan.columns.len();
-        let count = (0..n).filter(|&i| bit(present, i)).count();
         let nulls = self.r.take(count.div_ceil(8))?;
         let mut row = Vec::with_capacity(n);
         let mut k = 0usize;
@@ -164,14 +173,14 @@ impl<'a> RowIter<'a> {
     }
 
     fn next_change(&mut self) -> Result<RowChange, DecodeError> {
-        let present = self.present;
-        let present_after = self.present_after;
+        let (present, count) = (self.present, self.count);
+        let (present_after, count_after) = (self.present_after, self.count_after);
         Ok(match self.kind {
-            RowsKind::Write => RowChange::Insert(self.image(present, true)?),
-            RowsKind::Delete => RowChange::Delete(self.image(present, false)?),
+            RowsKind::Write => RowChange::Insert(self.image(present, count, true)?),
+            RowsKind::Delete => RowChange::Delete(self.image(present, count, false)?),
             RowsKind::Update => {
-                let before = self.image(present, false)?;
-                let after = self.image(present_after, true)?;
+                let before = self.image(present, count, false)?;
+                let after = self.image(present_after, count_after, true)?;
                 RowChange::Update { before, after }
             }
         })

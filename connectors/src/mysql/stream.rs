@@ -332,10 +332,23 @@ impl<'a> Streamer<'a> {
     }
 
     pub(super) async fn emit(&mut self, ev: ChangeEvent) -> Result<(), MysqlSourceError> {
+        // Only a full chunk makes `push` wait: flush it first (watching for
+        // shutdown), so that the common case is a plain buffer append.
+        if self.ctx.events.is_full() {
+            self.send_full_chunk().await?;
+        }
+        self.ctx
+            .events
+            .push(ev)
+            .await
+            .map_err(|_| MysqlSourceError::Stopped)
+    }
+
+    async fn send_full_chunk(&mut self) -> Result<(), MysqlSourceError> {
         tokio::select! {
             biased;
             _ = self.ctx.shutdown.cancelled() => Err(MysqlSourceError::Stopped),
-            r = self.ctx.events.push(ev) => r.map_err(|_| MysqlSourceError::Stopped),
+            r = self.ctx.events.flush() => r.map_err(|_| MysqlSourceError::Stopped),
         }
     }
 

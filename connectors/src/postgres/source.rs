@@ -21,8 +21,11 @@
 //!   status updates so the server does not time the connection out.
 //! - **The slot** is created with an exported snapshot on the first run of a
 //!   snapshotting task; the copy reads that snapshot, and the stream starts at
-//!   the slot's consistent point. A slot left by a run that made nothing
-//!   durable is dropped and created again. A slot that is gone, or that has
+//!   the slot's consistent point. A slot found without a checkpoint (a run
+//!   killed between its first target commit and its first checkpoint, or an
+//!   offsets reset) is kept: the copy starts again and the stream replays
+//!   everything since the slot's confirmed point over it, so rows deleted in
+//!   between cannot survive in the target. A slot that is gone, or that has
 //!   confirmed more than the checkpoint holds, means changes cannot be
 //!   replayed: the task stops and asks for a re-sync.
 
@@ -234,12 +237,11 @@ impl PostgresSource {
             .reporter()
             .connection(ConnectionRole::SourceReplication);
         let start = if needs_snapshot {
-            let point = if fresh {
-                if slot.is_some() {
-                    warn!(slot = %self.slot, "dropping a replication slot left by a run that made nothing durable");
-                    repl.simple_query(&format!("DROP_REPLICATION_SLOT \"{}\" WAIT", self.slot))
-                        .await?;
-                }
+            // A slot without a checkpoint means an earlier run may have
+            // committed rows before it could checkpoint them: keep the slot
+            // and resume, so every change since its consistent point is
+            // replayed over the copy (dropping it would lose deletes).
+            let point = if fresh && slot.is_none() {
                 let info = repl.create_slot(&self.slot, true).await?;
                 info!(slot = %self.slot, consistent_point = %info.consistent_point, "created replication slot");
                 self.copy_tables(
@@ -254,7 +256,7 @@ impl PostgresSource {
             } else {
                 let s = slot.as_ref().ok_or_else(|| slot_gone(&self.slot))?;
                 let point = s.confirmed_flush.ok_or_else(|| slot_gone(&self.slot))?;
-                info!(slot = %self.slot, "resuming an interrupted snapshot");
+                info!(slot = %self.slot, "resuming an interrupted snapshot from the slot's consistent point");
                 self.copy_tables(&client, &catalog_tables, &cp, None, ctx)
                     .await?;
                 point
@@ -487,6 +489,10 @@ impl Streamer<'_> {
                             // A steady stream starves the tick below (biased select).
                             self.messages_since_poll = 0;
                             self.maybe_poll_lag().await;
+                            // Acknowledge durable progress under sustained load too.
+                            if self.last_status.elapsed() >= Duration::from_secs(1) {
+                                self.maybe_send_status().await?;
+                            }
                         }
                     }
                     Some(ReplicationMessage::Keepalive { wal_end, reply_requested, .. }) => {
