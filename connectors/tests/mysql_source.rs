@@ -66,3 +66,101 @@ async fn snapshot_then_stream_inserts_updates_deletes() {
     }
     run.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_decodes_old_events_with_the_schema_of_their_time() {
+    let db = mariadb(&[]);
+    db.exec("CREATE TABLE shop.s (id INT PRIMARY KEY, a INT)");
+    let store = Arc::new(MemStore::default());
+    let task = task_config(&db, "FULL_INCREMENTAL", "", &[]);
+    let run = Running::start(&task, store.clone());
+    run.wait_for("snapshot", |t| {
+        t.checkpoint.as_ref().is_some_and(|c| c.snapshot.completed)
+    })
+    .await;
+    db.exec("INSERT INTO shop.s VALUES (1, 1)");
+    run.wait_for("first row", |t| t.rows("s").len() == 1).await;
+    // From here the target stops acknowledging: the source reads the DDL
+    // (and records it in the schema history) but the checkpoint stays before it.
+    run.target.lock().unwrap().frozen = true;
+    let relations = run.target.lock().unwrap().relations.len();
+    db.exec(
+        "INSERT INTO shop.s VALUES (2, 2); ALTER TABLE shop.s ADD COLUMN b VARCHAR(300) FIRST, MODIFY a BIGINT; \
+         INSERT INTO shop.s VALUES ('x', 3, 3)",
+    );
+    run.wait_for("the DDL", |t| {
+        t.relations.len() > relations && t.rows("s").len() == 3
+    })
+    .await;
+    let target = run.kill().await;
+    // The restart reads INSERT (2, 2) again, which only decodes with the
+    // schema before the DDL; then the DDL, then the new rows.
+    let run = Running::restart(&task, store.clone(), target);
+    db.exec("INSERT INTO shop.s VALUES ('y', 4, 4)");
+    run.wait_for("all rows", |t| t.rows("s").len() == 4).await;
+    let rows = run.target.lock().unwrap().named_rows("s");
+    let row2 = rows
+        .iter()
+        .find(|r| r.get("id") == Some(&Value::Int32(2)))
+        .unwrap();
+    assert_eq!(
+        row2.get("a"),
+        Some(&Value::Int32(2)),
+        "decoded with the old schema: {row2:?}"
+    );
+    let row4 = rows
+        .iter()
+        .find(|r| r.get("id") == Some(&Value::Int32(4)))
+        .unwrap();
+    assert_eq!(row4.get("a"), Some(&Value::Int64(4)));
+    assert_eq!(row4.get("b"), Some(&Value::Text("y".into())));
+    run.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_by_gtid_after_a_restart() {
+    let db = mariadb(&[]);
+    db.exec(ORDERS);
+    let store = Arc::new(MemStore::default());
+    let task = task_config(&db, "FULL_INCREMENTAL", "use_gtid = true", &[]);
+    let run = Running::start(&task, store.clone());
+    run.wait_for("snapshot", |t| {
+        t.checkpoint.as_ref().is_some_and(|c| c.snapshot.completed)
+    })
+    .await;
+    db.exec(&insert_rows(1, 100));
+    run.wait_for("rows", |t| t.rows("orders").len() == 100)
+        .await;
+    let target = run.kill().await;
+    db.exec(&insert_rows(101, 200));
+    db.exec("FLUSH LOGS");
+    db.exec("DELETE FROM shop.orders WHERE id <= 50");
+    let run = Running::restart(&task, store.clone(), target);
+    run.wait_for("rows after restart", |t| t.rows("orders").len() == 150)
+        .await;
+    let cp = run.target.lock().unwrap().checkpoint.clone().unwrap();
+    let SourcePosition::Mysql(p) = &cp.stream.unwrap().commit else {
+        panic!()
+    };
+    assert_eq!(p.file.as_ref(), "mysql-bin.000002", "{p:?}");
+    assert!(p.gtid_set.is_some());
+    run.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_based_changes_to_a_replicated_table_stop_the_task() {
+    let db = mariadb(&[]);
+    db.exec(ORDERS);
+    let store = Arc::new(MemStore::default());
+    let task = task_config(&db, "FULL_INCREMENTAL", "", &[]);
+    let run = Running::start(&task, store.clone());
+    run.wait_for("snapshot", |t| {
+        t.checkpoint.as_ref().is_some_and(|c| c.snapshot.completed)
+    })
+    .await;
+    db.exec(
+        "SET SESSION binlog_format = 'STATEMENT'; INSERT INTO shop.orders VALUES (1, 'x', 1, 1)",
+    );
+    let err = run.error().await;
+    assert!(err.contains("binlog_format"), "{err}");
+}

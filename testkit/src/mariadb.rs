@@ -99,6 +99,9 @@ impl MariaDbServer {
         let data = dir.path().join("data");
         let binlog_dir = dir.path().join("binlog");
         std::fs::create_dir_all(&binlog_dir).map_err(|e| e.to_string())?;
+        // A private temporary directory: internal temporary tables of
+        // servers running side by side never meet in /tmp.
+        std::fs::create_dir_all(dir.path().join("tmp")).map_err(|e| e.to_string())?;
         let root = is_root();
         if root {
             run(
@@ -132,6 +135,7 @@ impl MariaDbServer {
             format!("--log-error={}", dir.path().join("error.log").display()),
             format!("--server-id={server_id}"),
             "--skip-name-resolve".into(),
+            format!("--tmpdir={}", dir.path().join("tmp").display()),
             "--innodb-buffer-pool-size=128M".into(),
             "--innodb-flush-log-at-trx-commit=2".into(),
             "--max-connections=200".into(),

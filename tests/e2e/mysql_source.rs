@@ -186,24 +186,6 @@ impl MyEnv {
             }
         }
     }
-
-    /// Waits until `table` has the same rows (as `cols`) in source and target.
-    pub async fn wait_same(&self, table: &str, cols: &str, key: &str) {
-        let start = Instant::now();
-        loop {
-            let s = self.src_digest(table, cols, key);
-            let d = self.dst_digest(table, cols, key).await;
-            if d.as_deref() == Some(s.as_str()) {
-                return;
-            }
-            assert!(
-                start.elapsed() < T,
-                "{table} did not converge: source {s:?} target {d:?}\n--- dbsync log ---\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
 }
 
 /// Row count and an order-independent sum of per-row MD5 prefixes (the

@@ -112,24 +112,29 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader over `buf`; `what` names it in errors.
     pub fn new(buf: &'a [u8], what: &'static str) -> Self {
         Self { buf, pos: 0, what }
     }
 
+    /// Bytes not read yet.
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
 
+    /// Bytes read so far.
     pub fn position(&self) -> usize {
         self.pos
     }
 
+    /// Everything not read yet (the reader is then at its end).
     pub fn rest(&mut self) -> &'a [u8] {
         let r = &self.buf[self.pos..];
         self.pos = self.buf.len();
         r
     }
 
+    /// The next `n` bytes, or an error naming what is truncated.
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if n > self.remaining() {
             return err(format!(
@@ -144,10 +149,12 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    /// Skips `n` bytes.
     pub fn skip(&mut self, n: usize) -> Result<(), DecodeError> {
         self.take(n).map(|_| ())
     }
 
+    /// One byte.
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
@@ -160,14 +167,17 @@ impl<'a> Reader<'a> {
             .fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
     }
 
+    /// A little-endian `u16`.
     pub fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(self.uint(2)? as u16)
     }
 
+    /// A little-endian `u32`.
     pub fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(self.uint(4)? as u32)
     }
 
+    /// A little-endian `u64`.
     pub fn u64(&mut self) -> Result<u64, DecodeError> {
         self.uint(8)
     }
@@ -209,6 +219,7 @@ pub struct EventHeader {
 }
 
 impl EventHeader {
+    /// Parses the first 19 bytes of an event.
     pub fn parse(b: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(b, "event header");
         Ok(Self {
@@ -221,6 +232,7 @@ impl EventHeader {
         })
     }
 
+    /// The header's wire form (for checksums).
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..4].copy_from_slice(&self.timestamp.to_le_bytes());

@@ -85,7 +85,12 @@ const TRANSIENT_CODES: &[u16] = &[
 /// Connection-level failures and the server codes above are transient.
 pub fn classify(e: &mysql_async::Error) -> ErrorClass {
     match e {
-        mysql_async::Error::Server(s) if !TRANSIENT_CODES.contains(&s.code) => ErrorClass::Definite,
+        // Codes below 1000 are the server's own file-system errors (a
+        // temporary file that could not be created or removed, a full disk):
+        // worth a retry.
+        mysql_async::Error::Server(s) if s.code >= 1000 && !TRANSIENT_CODES.contains(&s.code) => {
+            ErrorClass::Definite
+        }
         mysql_async::Error::Url(_) => ErrorClass::Definite,
         _ => ErrorClass::Transient,
     }

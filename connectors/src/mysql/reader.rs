@@ -33,6 +33,7 @@ pub struct FileEvents<'a> {
 }
 
 impl<'a> FileEvents<'a> {
+    /// Reads `bytes`, a whole binlog file (magic first).
     pub fn new(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         if bytes.len() < 4 || &bytes[..4] != FILE_MAGIC {
             return err("not a binlog file (bad magic)");
@@ -108,7 +109,9 @@ impl DriverReader {
             self.fde = fde;
             return Ok(None);
         }
-        let body = if self.fde.checksum {
+        // Events inside a MySQL transaction payload carry no checksum; the
+        // driver marks them so.
+        let body = if self.fde.checksum && ev.footer().get_checksum_enabled() {
             let stored = ev
                 .checksum()
                 .ok_or_else(|| DecodeError("event without its checksum".into()))?;

@@ -113,6 +113,7 @@ pub struct RowIter<'a> {
 }
 
 impl<'a> RowIter<'a> {
+    /// The row changes of `ev`, decoded with `plan` (its table map's).
     pub fn new(ev: &'a RowsEvent<'a>, plan: &'a Plan) -> Result<Self, DecodeError> {
         if ev.column_count != plan.columns.len() {
             return Err(DecodeError(format!(

@@ -31,6 +31,7 @@ pub struct TableDef {
 }
 
 impl TableDef {
+    /// Index of a column (names compare case-insensitively, as in MySQL).
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns
             .iter()
@@ -108,6 +109,7 @@ mod table_map {
 }
 
 impl Catalog {
+    /// The default charset of a database (utf8mb4 when unknown).
     pub fn db_charset(&self, db: &str) -> Charset {
         self.db_charsets
             .get(db)
@@ -125,6 +127,7 @@ pub struct Schemas {
 }
 
 impl Schemas {
+    /// Starts from `catalog`.
     pub fn new(catalog: Catalog) -> Self {
         Self {
             catalog,
@@ -132,6 +135,7 @@ impl Schemas {
         }
     }
 
+    /// A tracked table's definition.
     pub fn get(&self, id: &TableId) -> Option<&TableDef> {
         self.catalog.tables.get(id)
     }
@@ -152,11 +156,13 @@ impl Schemas {
         self.engine.remove(id);
     }
 
+    /// Replaces (or adds) a table's definition.
     pub fn set(&mut self, id: TableId, def: TableDef) {
         self.engine.remove(&id);
         self.catalog.tables.insert(id, def);
     }
 
+    /// Stops tracking a table.
     pub fn remove(&mut self, id: &TableId) -> Option<TableDef> {
         self.engine.remove(id);
         self.catalog.tables.remove(id)

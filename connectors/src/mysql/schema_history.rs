@@ -71,6 +71,7 @@ fn store_err(e: engine::Error) -> MysqlSourceError {
 }
 
 impl History {
+    /// The history of `task` in `store`.
     pub fn new(store: Arc<dyn CheckpointStore>, task: &str) -> Self {
         Self {
             store,
@@ -224,6 +225,7 @@ pub struct Applied {
 }
 
 impl Applied {
+    /// Whether the statement changed nothing tracked.
     pub fn is_empty(&self) -> bool {
         self.changed.is_empty()
             && self.removed.is_empty()

@@ -97,6 +97,7 @@ pub async fn begin(conn: &mut Conn, flavor: Flavor) -> Result<BinlogPosition, My
     }
 }
 
+/// Ends the snapshot transaction.
 pub async fn commit(conn: &mut Conn) -> Result<(), MysqlSourceError> {
     conn.query_drop("COMMIT")
         .await

@@ -53,6 +53,7 @@ pub struct MysqlSource {
 }
 
 impl MysqlSource {
+    /// The source of `task` (whose source must be `type = "mysql"`); connects nothing yet.
     pub fn new(task: &TaskConfig) -> engine::Result<Self> {
         let SourceConfig::Mysql(cfg) = &task.source else {
             return Err(engine::Error::Config(format!(

@@ -32,7 +32,7 @@ use futures::{FutureExt, StreamExt};
 use mysql_async::binlog::events::Event as DriverEvent;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::binlog::{self, maria_flags, Event, EventHeader, MariaGtid};
 use super::client::Flavor;
@@ -268,6 +268,12 @@ impl<'a> Streamer<'a> {
             self.on_driver_event(&ev).await?;
             if self.ctx.shutdown.is_cancelled() {
                 return Err(MysqlSourceError::Stopped);
+            }
+            // Under a steady stream the tick above never fires: refresh the
+            // lag metric between events too.
+            if self.group.is_none() && Instant::now() >= self.next_lag_poll {
+                self.next_lag_poll = Instant::now() + LAG_POLL_EVERY;
+                self.poll_lag().await;
             }
         }
     }
@@ -550,6 +556,14 @@ impl<'a> Streamer<'a> {
                     }
                     self.maybe_heartbeat(true).await?;
                 }
+            }
+            Event::Informational(name) if name.contains("unknown") => {
+                warn!(
+                    event_type = header.kind,
+                    file = %self.file,
+                    position = header.log_pos,
+                    "skipping an unknown binlog event the server marked ignorable"
+                );
             }
             Event::Informational(name) => {
                 if header.kind == binlog::kind::MYSQL_TRANSACTION_PAYLOAD {

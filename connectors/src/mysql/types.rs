@@ -81,6 +81,7 @@ impl Charset {
         Charset::Other(c.split('_').next().unwrap_or("").to_string())
     }
 
+    /// The `binary` charset (bytes, not text).
     pub fn is_binary(&self) -> bool {
         *self == Charset::Binary
     }

@@ -116,6 +116,9 @@ pub struct Target {
     pub truncates: usize,
     pub heartbeats: usize,
     pub commits: usize,
+    /// While set, stream positions are applied but not checkpointed (as if
+    /// the target never acknowledged them).
+    pub frozen: bool,
 }
 
 impl Target {
@@ -150,6 +153,8 @@ enum Pending {
 /// A running source and the task applying its events.
 pub struct Running {
     pub target: Arc<Mutex<Target>>,
+    /// The source's error, once it failed.
+    pub failure: Arc<Mutex<Option<String>>>,
     pub shutdown: CancellationToken,
     pub source: tokio::task::JoinHandle<engine::Result<()>>,
     pub applier: tokio::task::JoinHandle<()>,
@@ -166,6 +171,24 @@ impl Running {
         store: Arc<MemStore>,
         queue: usize,
     ) -> Running {
+        Self::resume(task, store, queue, Arc::new(Mutex::new(Target::default())))
+    }
+
+    /// Starts again after [`Running::kill`], onto the same target tables.
+    pub fn restart(
+        task: &engine::config::TaskConfig,
+        store: Arc<MemStore>,
+        target: Arc<Mutex<Target>>,
+    ) -> Running {
+        Self::resume(task, store, 16, target)
+    }
+
+    fn resume(
+        task: &engine::config::TaskConfig,
+        store: Arc<MemStore>,
+        queue: usize,
+        target: Arc<Mutex<Target>>,
+    ) -> Running {
         let checkpoint = store.load("t1").unwrap();
         let (tx, rx) = mpsc::channel(queue);
         let (ack_tx, ack_rx) = watch::channel(checkpoint.as_ref().and_then(|c| c.stream.clone()));
@@ -179,14 +202,24 @@ impl Running {
             shutdown: shutdown.clone(),
         };
         let source = MysqlSource::new(task).unwrap();
-        let source = tokio::spawn(source.run(ctx));
-        let target = Arc::new(Mutex::new(Target {
-            checkpoint,
-            ..Default::default()
-        }));
+        let failure: Arc<Mutex<Option<String>>> = Arc::default();
+        let slot = failure.clone();
+        let source = tokio::spawn(async move {
+            let r = source.run(ctx).await;
+            if let Err(e) = &r {
+                *slot.lock().unwrap() = Some(e.to_string());
+            }
+            r
+        });
+        {
+            let mut t = target.lock().unwrap();
+            t.checkpoint = checkpoint;
+            t.frozen = false;
+        }
         let applier = tokio::spawn(apply(rx, target.clone(), store, ack_tx));
         Running {
             target,
+            failure,
             shutdown,
             source,
             applier,
@@ -210,7 +243,8 @@ impl Running {
                 return;
             }
             if self.source.is_finished() {
-                panic!("source ended while waiting for {what}");
+                let err = self.failure.lock().unwrap().clone();
+                panic!("source ended while waiting for {what}: {err:?}");
             }
             assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -330,6 +364,9 @@ fn save(
     ack: &watch::Sender<Option<Offset>>,
     f: impl FnOnce(&mut Checkpoint),
 ) {
+    if t.frozen {
+        return;
+    }
     let mut cp = t.checkpoint.clone().unwrap_or_else(Checkpoint::empty);
     f(&mut cp);
     store.save("t1", &cp).expect("checkpoint moved backward");
