@@ -8,6 +8,9 @@
 //!   transaction's resume offset is the position just after its `XID` /
 //!   `COMMIT` (or after a standalone DDL), ordinal 0, with the GTID state
 //!   including it. Restarting there never repeats or skips a transaction.
+//! - Only resume offsets (commits, heartbeats) carry the GTID state in
+//!   `gtid_set`; offsets inside a transaction leave it empty (they are only
+//!   compared by file and position).
 //! - Transactions that touch no replicated table are not sent; the position
 //!   after them, and the position a server heartbeat reports while idle, are
 //!   sent as `Heartbeat`s at most every `heartbeat_interval_secs`, so the

@@ -1,6 +1,19 @@
 //! `QUERY` events of the stream: transaction control (`BEGIN`, `COMMIT`,
 //! `ROLLBACK`, `XA`, savepoints) and DDL, which changes the tracked catalog
 //! and becomes `Relation`/`Truncate` events of watched tables.
+//!
+//! What a target sees of source DDL (the sink contract has no rename or
+//! drop): a new table and added columns arrive through `Relation` (the sink
+//! creates or extends the target table; an added column is NULL in rows that
+//! existed before, whatever its source default); `TRUNCATE` truncates the
+//! target table; after `RENAME TABLE` the rows that follow go to the new
+//! name's target table and the rows already replicated stay under the old
+//! name; `DROP TABLE` and `DROP COLUMN` leave the target table and column in
+//! place (new rows leave a dropped column NULL); `MODIFY` changes how later
+//! rows are decoded but not the target column's type, so a value that no
+//! longer fits makes the sink stop with its error. Statement-based row
+//! changes, XA transactions and `ROLLBACK` of mixed-engine transactions on
+//! replicated tables stop the task with a message saying why.
 
 use std::sync::Arc;
 
