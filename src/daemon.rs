@@ -55,7 +55,7 @@ pub async fn run(config: Config) -> ExitCode {
 
     let mut handles = Vec::new();
     for task in config.tasks.clone() {
-        let Some(entry) = registry.task(&task.name).cloned() else {
+        let Some(entry) = registry.task(&task.name) else {
             continue;
         };
         m::register_errors(&task.name);
@@ -68,6 +68,13 @@ pub async fn run(config: Config) -> ExitCode {
             tokio::spawn(supervise(task, store.clone(), entry, shutdown.clone()).instrument(span));
         handles.push((h, progress));
     }
+    // systemd (Type=notify): ready once the admin endpoint is up and the tasks run.
+    let notifier = crate::sdnotify::Notifier::from_env();
+    let _watchdog = notifier.as_ref().and_then(|n| {
+        n.ready(&format!("running {} task(s)", handles.len()));
+        n.stopping_on(shutdown.clone());
+        n.start_runtime_watchdog()
+    });
     let mut failed = false;
     for (h, progress) in handles {
         let end = h.await.unwrap_or(TaskEnd::Failed);

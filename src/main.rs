@@ -7,6 +7,8 @@ mod dispatch;
 mod observe;
 mod offsets;
 mod registry;
+mod sdnotify;
+mod secret_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +43,11 @@ enum Command {
     Offsets {
         #[command(subcommand)]
         action: OffsetsAction,
+    },
+    /// Key files and encrypted passwords for the metadata database (no config file needed).
+    Secret {
+        #[command(subcommand)]
+        action: secret_cmd::SecretAction,
     },
 }
 
@@ -84,28 +91,51 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config_path = match &cli.command {
-        Command::Run { config } | Command::Check { config } => config,
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("dbsync: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+/// The config file a command reads, if any.
+fn config_path(command: &Command) -> Option<&PathBuf> {
+    match command {
+        Command::Run { config } | Command::Check { config } => Some(config),
         Command::Offsets {
             action: OffsetsAction::Show { config, .. } | OffsetsAction::Reset { config, .. },
-        } => config,
+        } => Some(config),
+        Command::Secret { .. } => None,
+    }
+}
+
+/// Runs a command that reads no config file.
+fn run_without_config(command: Command) -> ExitCode {
+    match command {
+        Command::Secret { action } => secret_cmd::run(action),
+        Command::Run { .. } | Command::Check { .. } | Command::Offsets { .. } => {
+            eprintln!("dbsync: this command needs --config <file>");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(config_path) = config_path(&cli.command) else {
+        return run_without_config(cli.command);
     };
     let config = match load(config_path) {
         Ok(c) => c,
         Err(code) => return code,
     };
     init_tracing(config.daemon.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("dbsync: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match cli.command {
         Command::Run { .. } => runtime.block_on(daemon::run(config)),
@@ -114,5 +144,6 @@ fn main() -> ExitCode {
             OffsetsAction::Show { task, json, .. } => offsets::show(&config, task.as_deref(), json),
             OffsetsAction::Reset { task, .. } => offsets::reset(&config, &task),
         },
+        Command::Secret { action } => secret_cmd::run(action),
     }
 }

@@ -122,52 +122,84 @@ struct Status {
     last_error: Option<LastError>,
 }
 
+/// Where a task comes from in the metadata database (fleet mode).
+#[derive(Debug, Clone)]
+pub struct TaskMeta {
+    pub task_id: uuid::Uuid,
+    pub tenant_id: uuid::Uuid,
+    /// `sync_tasks.alert_config` (thresholds for health and alerts).
+    pub alert_config: serde_json::Value,
+    /// The RocksDB key of the task's checkpoint (task id and offset epoch).
+    pub state_key: String,
+}
+
 /// One task's entry.
 pub struct TaskEntry {
     pub name: String,
     sync_mode: SyncMode,
     pub stats: Arc<TaskStats>,
+    /// Set for tasks loaded from the metadata database.
+    pub meta: Option<TaskMeta>,
     status: Mutex<Status>,
 }
 
-/// Every task's entry, fixed at startup.
+/// Every task's entry. TOML tasks are added at startup; fleet tasks come and
+/// go as the metadata database says.
 pub struct Registry {
-    tasks: Vec<Arc<TaskEntry>>,
+    tasks: std::sync::RwLock<Vec<Arc<TaskEntry>>>,
 }
 
 impl Registry {
-    /// One entry per configured task, all `starting`.
+    /// One entry per configured TOML task, all `starting`.
     pub fn new(config: &Config) -> Self {
-        let now = Utc::now();
-        Self {
-            tasks: config
-                .tasks
-                .iter()
-                .map(|t| {
-                    Arc::new(TaskEntry {
-                        name: t.name.clone(),
-                        sync_mode: t.sync_mode,
-                        stats: Arc::new(TaskStats::default()),
-                        status: Mutex::new(Status {
-                            run: Run::Running,
-                            since: now,
-                            attempts: 0,
-                            last_error: None,
-                        }),
-                    })
-                })
-                .collect(),
+        let r = Self {
+            tasks: std::sync::RwLock::new(Vec::new()),
+        };
+        for t in &config.tasks {
+            r.add(&t.name, t.sync_mode, None);
         }
+        r
     }
 
-    /// Every task, in configuration order.
-    pub fn tasks(&self) -> &[Arc<TaskEntry>] {
-        &self.tasks
+    /// Adds (or replaces) the entry of a task, `starting`, and returns it.
+    pub fn add(&self, name: &str, sync_mode: SyncMode, meta: Option<TaskMeta>) -> Arc<TaskEntry> {
+        let entry = Arc::new(TaskEntry {
+            name: name.to_string(),
+            sync_mode,
+            stats: Arc::new(TaskStats::default()),
+            meta,
+            status: Mutex::new(Status {
+                run: Run::Running,
+                since: Utc::now(),
+                attempts: 0,
+                last_error: None,
+            }),
+        });
+        let mut tasks = self.tasks.write().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|t| t.name != name);
+        tasks.push(entry.clone());
+        entry
+    }
+
+    /// Removes a task's entry (it no longer runs here).
+    pub fn remove(&self, name: &str) {
+        let mut tasks = self.tasks.write().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|t| t.name != name);
+    }
+
+    /// Every task, in the order they were added.
+    pub fn tasks(&self) -> Vec<Arc<TaskEntry>> {
+        self.tasks.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The task called `name`.
-    pub fn task(&self, name: &str) -> Option<&Arc<TaskEntry>> {
-        self.tasks.iter().find(|t| t.name == name)
+    pub fn task(&self, name: &str) -> Option<Arc<TaskEntry>> {
+        self.tasks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|t| t.name == name)
+            .cloned()
     }
 }
 

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 
 mod admin;
 mod mapping;
+mod metastore;
 mod mysql;
 mod postgres;
 mod secret;
@@ -24,6 +25,7 @@ pub use mapping::{
     ColumnMapping, ErrorHandling, Literal, MappingConfig, Params, PrimaryKeyMapping, ScriptConfig,
     ScriptType, TransformRule, TransformType, TriggerPhase,
 };
+pub use metastore::{MetastoreConfig, PoolConfig};
 pub use mysql::{MysqlSourceConfig, MysqlTargetConfig, ZeroDates, DERIVED_SERVER_ID_BASE};
 pub use postgres::{PostgresSourceConfig, PostgresTargetConfig};
 pub use secret::{interpolate, password_from_env, redact_url, ConnUrl, Secret};
@@ -33,6 +35,9 @@ pub use secret::{interpolate, password_from_env, redact_url, ConnUrl, Secret};
 pub struct Config {
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// The metadata database; when set, tasks also come from its `sync_tasks`.
+    #[serde(default)]
+    pub metastore: Option<MetastoreConfig>,
     #[serde(default, rename = "task")]
     pub tasks: Vec<TaskConfig>,
 }
@@ -268,10 +273,14 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.tasks.is_empty() {
+        if self.tasks.is_empty() && self.metastore.is_none() {
             return Err(Error::Config(
-                "no [[task]] defined: add at least one task".into(),
+                "no [[task]] defined and no [metastore]: add a task, or point [metastore] url at the metadata database"
+                    .into(),
             ));
+        }
+        if let Some(m) = &self.metastore {
+            m.validate()?;
         }
         self.daemon.admin.validate()?;
         let mut names = HashSet::new();
@@ -354,7 +363,7 @@ target = "public.orders"
     #[test]
     fn empty_config_is_rejected() {
         let err = Config::parse("").unwrap_err().to_string();
-        assert!(err.contains("no [[task]]"), "{err}");
+        assert!(err.contains("no [[task]]") && err.contains("[metastore]"), "{err}");
     }
 
     #[test]
