@@ -297,3 +297,21 @@ impl EventSender {
         self.blocked
     }
 }
+
+/// A boxed future, for the object-safe [`TaskGuard`].
+pub type GuardFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+
+/// What a fleet daemon adds around a task's data path: a rate limit shared by
+/// the tenant's tasks, and fencing of target commits by the task's lease.
+///
+/// - [`TaskGuard::throttle`] is awaited before every write of `rows` row
+///   changes to the target (per batch, never per row); it only delays.
+/// - [`TaskGuard::may_commit`] is called right before every target commit;
+///   an error aborts the commit (the target transaction is rolled back, the
+///   checkpoint does not move) and ends the run with that error. A daemon
+///   whose lease on the task may have expired must return an error here, so
+///   that it never writes once another daemon may own the task.
+pub trait TaskGuard: Send + Sync + std::fmt::Debug + 'static {
+    fn throttle(&self, rows: u64) -> GuardFuture<'_>;
+    fn may_commit(&self) -> Result<()>;
+}

@@ -16,8 +16,8 @@ pub mod schema;
 pub mod value;
 
 pub use contracts::{
-    check_monotonic, CheckOutcome, CheckpointStore, EventSender, PartialUpdate, Sink, Source,
-    SourceContext, TableChanges,
+    check_monotonic, CheckOutcome, CheckpointStore, EventSender, GuardFuture, PartialUpdate, Sink,
+    Source, SourceContext, TableChanges, TaskGuard,
 };
 pub use error::{Error, ErrorClass, Result};
 pub use event::ChangeEvent;

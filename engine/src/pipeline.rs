@@ -28,12 +28,15 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::batch::{Coalescer, RowChange};
 use crate::config::{TaskConfig, DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_EVENTS};
-use crate::contracts::{CheckpointStore, EventSender, Sink, Source, SourceContext, TableChanges};
+use crate::contracts::{
+    CheckpointStore, EventSender, Sink, Source, SourceContext, TableChanges, TaskGuard,
+};
 use crate::error::{Error, Result};
 use crate::event::ChangeEvent;
 use crate::mapping::{MappedChange, MappedTable, TableRouter};
 use crate::metrics::{
-    AppliedCounts, CommitRecord, LiveStatus, Op, SourceReporter, TaskMetrics, TimedSink,
+    AppliedCounts, CommitRecord, LatencyHistogram, LiveStatus, Op, SourceReporter, TaskMetrics,
+    TimedSink,
 };
 use crate::position::{Checkpoint, Offset, TableSnapshotProgress};
 use crate::schema::{TableId, TableSchema};
@@ -47,6 +50,8 @@ pub struct PipelineOptions {
     pub queue_chunks: usize,
     pub chunk_events: usize,
     pub chunk_bytes: usize,
+    /// Rate limit and commit fencing (fleet mode); `None` for TOML tasks.
+    pub guard: Option<Arc<dyn TaskGuard>>,
 }
 
 impl From<&TaskConfig> for PipelineOptions {
@@ -58,6 +63,7 @@ impl From<&TaskConfig> for PipelineOptions {
             queue_chunks: t.queue_chunks,
             chunk_events: DEFAULT_CHUNK_EVENTS,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
+            guard: None,
         }
     }
 }
@@ -77,6 +83,8 @@ pub struct TaskStats {
     pub backpressure_us: AtomicU64,
     /// Phase, lag and source-reported state (admin API, health).
     pub live: Arc<LiveStatus>,
+    /// End-to-end latency per committed batch (the daemon's monitoring windows).
+    pub latency: LatencyHistogram,
 }
 
 /// How a pipeline run ended.
@@ -423,8 +431,7 @@ impl<K: Sink> Applier<K> {
                             likely_new: true,
                             policy: m.policy,
                         };
-                        self.sink.apply(&changes).await?;
-                        self.router.after_write(&changes)?;
+                        self.write(&changes).await?;
                         m.note_synced(changes.upserts.len() as u64);
                         self.txn_rows += changes.upserts.len();
                         let n = changes.upserts.len() as u64;
@@ -486,8 +493,7 @@ impl<K: Sink> Applier<K> {
             // The mapping's own limit: the most rows of this table per write.
             if let Some(changes) = self.coalescer.drain_table(&table.id) {
                 self.ensure_begun().await?;
-                self.sink.apply(&changes).await?;
-                self.router.after_write(&changes)?;
+                self.write(&changes).await?;
             }
         }
         Ok(())
@@ -500,10 +506,19 @@ impl<K: Sink> Applier<K> {
         }
         self.ensure_begun().await?;
         for changes in self.coalescer.drain() {
-            self.sink.apply(&changes).await?;
-            self.router.after_write(&changes)?;
+            self.write(&changes).await?;
         }
         Ok(())
+    }
+
+    /// Writes one table's changes (after the rate limit, when there is one).
+    async fn write(&mut self, changes: &TableChanges) -> Result<()> {
+        if let Some(guard) = &self.opts.guard {
+            let rows = changes.deletes.len() + changes.partial_updates.len() + changes.upserts.len();
+            guard.throttle(rows as u64).await;
+        }
+        self.sink.apply(changes).await?;
+        self.router.after_write(changes)
     }
 
     async fn commit(&mut self) -> Result<()> {
@@ -511,6 +526,10 @@ impl<K: Sink> Applier<K> {
             return Ok(());
         }
         self.flush().await?;
+        if let Some(guard) = &self.opts.guard {
+            // Fencing: never commit once this daemon may have lost the task.
+            guard.may_commit()?;
+        }
         self.sink.commit().await?;
         self.in_target_txn = false;
         self.batch_started = None;
@@ -555,6 +574,8 @@ impl<K: Sink> Applier<K> {
         s.target_commits.fetch_add(1, Ordering::Relaxed);
         if let Some(us) = p.source_commit_us {
             s.last_source_commit_us.store(us, Ordering::Relaxed);
+            s.latency
+                .record_between_us(us, Utc::now().timestamp_micros());
         }
         s.last_target_commit_us
             .store(Utc::now().timestamp_micros(), Ordering::Relaxed);

@@ -264,6 +264,7 @@ fn opts() -> PipelineOptions {
         queue_chunks: 64,
         chunk_events: 1024,
         chunk_bytes: 1 << 20,
+        guard: None,
     }
 }
 
@@ -426,4 +427,77 @@ script_content = "function transform(r) { if (r.status === 'bad') throw new Type
     );
     assert_eq!(log.count(&Call::Commit), 0);
     assert_eq!(log.count(&Call::Rollback), 1);
+}
+
+/// Allows `commits` target commits, then refuses (a lost lease); counts throttled rows.
+#[derive(Debug)]
+struct CountingGuard {
+    commits: Mutex<usize>,
+    throttled: Mutex<u64>,
+}
+
+impl engine::TaskGuard for CountingGuard {
+    fn throttle(&self, rows: u64) -> engine::GuardFuture<'_> {
+        *self.throttled.lock().unwrap() += rows;
+        Box::pin(async {})
+    }
+    fn may_commit(&self) -> engine::Result<()> {
+        let mut left = self.commits.lock().unwrap();
+        if *left == 0 {
+            return Err(engine::Error::Pipeline("lease lost".into()));
+        }
+        *left -= 1;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_guard_throttles_every_write_and_fences_commits() {
+    let t = schema("t");
+    let mut ev = Events { lsn: 0 };
+    let first = {
+        let c = vec![ev.insert(&t, row(1, "a")), ev.insert(&t, row(2, "b"))];
+        ev.txn(c)
+    };
+    let first_resume = match first.last() {
+        Some(ChangeEvent::Commit(c)) => c.resume.clone(),
+        _ => unreachable!(),
+    };
+    let second = {
+        let c = vec![ev.insert(&t, row(3, "c"))];
+        ev.txn(c)
+    };
+    let guard = Arc::new(CountingGuard {
+        commits: Mutex::new(1),
+        throttled: Mutex::new(0),
+    });
+    let mut o = opts();
+    o.batch_timeout = Duration::ZERO;
+    o.guard = Some(guard.clone());
+    let log = Log::default();
+    let store = Arc::new(MemStore::default());
+    let sink = RecordingSink {
+        log: log.clone(),
+        apply_delay: Duration::from_millis(20),
+    };
+    let err = run_pipeline(
+        "t",
+        ScriptedSource(vec![first, second]),
+        sink,
+        store.clone(),
+        TableRouter::try_new(&mappings("[[mapping]]\nsource = \"public.t\"")).unwrap(),
+        o,
+        Arc::new(TaskStats::default()),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("lease lost"), "{err}");
+    // The first transaction committed and checkpointed; the second was rolled back
+    // and the checkpoint stayed at the first.
+    assert_eq!(log.count(&Call::Commit), 1, "{:?}", log.calls());
+    assert_eq!(log.count(&Call::Rollback), 1, "{:?}", log.calls());
+    let cp = store.load("t").unwrap().unwrap();
+    assert_eq!(cp.stream, Some(first_resume));
+    assert_eq!(*guard.throttled.lock().unwrap(), 3);
 }
