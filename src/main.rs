@@ -2,11 +2,14 @@
 
 mod admin;
 mod check;
+mod cli;
 mod daemon;
 mod dispatch;
+mod fleet;
 mod observe;
 mod offsets;
 mod registry;
+mod supervise;
 mod sdnotify;
 mod secret_cmd;
 
@@ -49,6 +52,9 @@ enum Command {
         #[command(subcommand)]
         action: secret_cmd::SecretAction,
     },
+    /// Operator commands on the metadata database (`[metastore]` in --config).
+    #[command(flatten)]
+    Fleet(cli::FleetCommand),
 }
 
 #[derive(Subcommand)]
@@ -109,6 +115,7 @@ fn config_path(command: &Command) -> Option<&PathBuf> {
             action: OffsetsAction::Show { config, .. } | OffsetsAction::Reset { config, .. },
         } => Some(config),
         Command::Secret { .. } => None,
+        Command::Fleet(fleet) => fleet.config(),
     }
 }
 
@@ -116,7 +123,10 @@ fn config_path(command: &Command) -> Option<&PathBuf> {
 fn run_without_config(command: Command) -> ExitCode {
     match command {
         Command::Secret { action } => secret_cmd::run(action),
-        Command::Run { .. } | Command::Check { .. } | Command::Offsets { .. } => {
+        Command::Run { .. }
+        | Command::Check { .. }
+        | Command::Offsets { .. }
+        | Command::Fleet(_) => {
             eprintln!("dbsync: this command needs --config <file>");
             ExitCode::from(2)
         }
@@ -138,12 +148,13 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     match cli.command {
-        Command::Run { .. } => runtime.block_on(daemon::run(config)),
+        Command::Run { config: path } => runtime.block_on(daemon::run(config, path)),
         Command::Check { .. } => runtime.block_on(check::run(&config)),
         Command::Offsets { action } => match action {
             OffsetsAction::Show { task, json, .. } => offsets::show(&config, task.as_deref(), json),
             OffsetsAction::Reset { task, .. } => offsets::reset(&config, &task),
         },
         Command::Secret { action } => secret_cmd::run(action),
+        Command::Fleet(fleet) => runtime.block_on(cli::run(&config, fleet)),
     }
 }

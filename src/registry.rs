@@ -140,6 +140,8 @@ pub struct TaskEntry {
     pub stats: Arc<TaskStats>,
     /// Set for tasks loaded from the metadata database.
     pub meta: Option<TaskMeta>,
+    /// Errors seen since the entry was added (transient ones included).
+    pub errors_total: std::sync::atomic::AtomicU64,
     status: Mutex<Status>,
 }
 
@@ -150,7 +152,15 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// No task yet.
+    pub fn empty() -> Self {
+        Self {
+            tasks: std::sync::RwLock::new(Vec::new()),
+        }
+    }
+
     /// One entry per configured TOML task, all `starting`.
+    #[cfg(test)]
     pub fn new(config: &Config) -> Self {
         let r = Self {
             tasks: std::sync::RwLock::new(Vec::new()),
@@ -168,6 +178,7 @@ impl Registry {
             sync_mode,
             stats: Arc::new(TaskStats::default()),
             meta,
+            errors_total: std::sync::atomic::AtomicU64::new(0),
             status: Mutex::new(Status {
                 run: Run::Running,
                 since: Utc::now(),
@@ -229,11 +240,18 @@ impl TaskEntry {
     /// A run failed; counts it in [`m::ERRORS`] and keeps it as the last error.
     pub fn error(&self, e: &engine::Error) {
         m::record_error(&self.name, e);
+        self.errors_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.status().last_error = Some(LastError {
             message: e.to_string(),
             kind: m::error_kind(e),
             at: Utc::now(),
         });
+    }
+
+    /// The message of the last error, if any.
+    pub fn last_error_message(&self) -> Option<String> {
+        self.status().last_error.as_ref().map(|e| e.message.clone())
     }
 
     /// Waiting to retry after a transient failure.

@@ -581,9 +581,11 @@ pub struct CommitRecord<'a> {
     pub applied: &'a AppliedCounts,
 }
 
+mod latency;
 mod live;
 mod timed;
 
+pub use latency::{LatencyHistogram, LatencySummary};
 pub use live::{ConnectionGuard, ConnectionRole, LiveStatus, SourcePhase, SourceReporter};
 pub use timed::TimedSink;
 

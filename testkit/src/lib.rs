@@ -8,8 +8,10 @@
 //! [`MariaDbServer`] does the same for MariaDB.
 
 pub mod mariadb;
+mod standby;
 
 pub use mariadb::{MariaDbOptions, MariaDbServer};
+pub use standby::PgStandby;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

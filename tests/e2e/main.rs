@@ -7,6 +7,7 @@ mod mapping;
 mod mysql_pairs;
 mod mysql_source;
 mod observability;
+mod service;
 
 use std::time::{Duration, Instant};
 

@@ -193,16 +193,17 @@ impl TaskConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the task's settings (not the environment).
+    pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Error::Config(format!("task {:?}: {msg}", self.name));
         if self.name.is_empty()
             || !self
                 .name
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
         {
             return Err(bad(
-                "task names may use only letters, digits, '_' and '-'".into()
+                "task names may use only letters, digits, '_', '-' and '.'".into()
             ));
         }
         if self.batch_size == 0 || self.batch_bytes == 0 || self.queue_chunks == 0 {

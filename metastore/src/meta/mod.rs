@@ -4,10 +4,15 @@
 //! CLI use.
 
 pub mod error;
+pub mod leases;
 pub mod maintenance;
 pub mod migrate;
 pub mod model;
+pub mod monitoring;
+pub mod offsets;
+pub mod ops;
 pub mod pool;
+pub mod runstate;
 
 pub use error::{MetaError, MetaResult};
 pub use migrate::{check_schema, migrate, SCHEMA_VERSION};

@@ -158,6 +158,17 @@ CREATE TABLE sync_offsets (
     UNIQUE (task_id, source_partition)
 );
 
+-- dbsync: what a source must remember beside its position (a binlog source's schema
+-- history), mirrored from RocksDB so that a task resumes on a new host.
+CREATE TABLE sync_source_state (
+    task_id      uuid NOT NULL REFERENCES sync_tasks (task_id) ON DELETE CASCADE,
+    offset_epoch integer NOT NULL,
+    state_key    text NOT NULL,
+    state_value  bytea NOT NULL,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (task_id, offset_epoch, state_key)
+);
+
 CREATE TABLE sync_metrics (
     metric_id     uuid NOT NULL DEFAULT gen_random_uuid(),
     task_id       uuid NOT NULL REFERENCES sync_tasks (task_id) ON DELETE CASCADE,

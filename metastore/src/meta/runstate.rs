@@ -1,0 +1,147 @@
+//! What the daemon records about the tasks it runs: status changes it makes
+//! itself (FAILED, COMPLETED, scheduled re-runs) and errors.
+//!
+//! Every update is conditional on the status the daemon saw, so an
+//! operator's concurrent change (pause, stop) is never overwritten.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+use super::error::{MetaError, MetaResult};
+
+/// Who the daemon's changes are recorded as.
+pub const DAEMON_OPERATOR: &str = "dbsync-daemon";
+
+/// Adds `n` errors and the last error message.
+pub async fn record_errors(
+    c: &impl GenericClient,
+    task_id: Uuid,
+    n: i32,
+    last_error: &str,
+) -> MetaResult<()> {
+    c.execute(
+        "UPDATE sync_tasks SET error_count = error_count + $2, last_error = $3
+          WHERE task_id = $1 AND deleted_at IS NULL",
+        &[&task_id, &n, &last_error],
+    )
+    .await
+    .map_err(|e| MetaError::query("record a task error", e))?;
+    Ok(())
+}
+
+/// Moves a RUNNING task to FAILED or COMPLETED (or any `to`), with an
+/// audit row; false when the task was no longer RUNNING.
+pub async fn finish(
+    c: &mut tokio_postgres::Client,
+    task_id: Uuid,
+    to: &str,
+    last_error: Option<&str>,
+) -> MetaResult<bool> {
+    let tx = c
+        .transaction()
+        .await
+        .map_err(|e| MetaError::query("begin a task status change", e))?;
+    let row = tx
+        .query_opt(
+            "UPDATE sync_tasks SET status = $2, last_error = COALESCE($3, last_error),
+                    updated_at = now(), updated_by = $4
+              WHERE task_id = $1 AND status = 'RUNNING' AND deleted_at IS NULL
+             RETURNING tenant_id",
+            &[&task_id, &to, &last_error, &DAEMON_OPERATOR],
+        )
+        .await
+        .map_err(|e| MetaError::query("change a task status", e))?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let tenant: Uuid = row.get(0);
+    let op = match to {
+        "FAILED" => "FAIL_TASK",
+        "COMPLETED" => "COMPLETE_TASK",
+        _ => "UPDATE_TASK",
+    };
+    let details = serde_json::json!({
+        "before": {"status": "RUNNING"},
+        "after": {"status": to},
+        "changes": ["status"],
+    });
+    tx.execute(
+        "INSERT INTO audit_logs (tenant_id, operation_type, resource_type, resource_id,
+                                 operation_details, status, error_message, operator, user_agent)
+         VALUES ($1, $2, 'TASK', $3, $4, 'SUCCESS', $5, $6, $7)",
+        &[
+            &tenant,
+            &op,
+            &task_id,
+            &details,
+            &last_error,
+            &DAEMON_OPERATOR,
+            &concat!("dbsync/", env!("CARGO_PKG_VERSION")),
+        ],
+    )
+    .await
+    .map_err(|e| MetaError::query("audit a task status change", e))?;
+    tx.commit()
+        .await
+        .map_err(|e| MetaError::query("commit a task status change", e))?;
+    Ok(true)
+}
+
+/// A scheduled re-run of a COMPLETED FULL_ONLY task: a fresh copy (new
+/// offset epoch) and status RUNNING, done by exactly one daemon (the update
+/// is conditional on the completion time the daemon saw).
+pub async fn start_scheduled_run(
+    c: &mut tokio_postgres::Client,
+    task_id: Uuid,
+    seen_updated_at: DateTime<Utc>,
+    fire_time: DateTime<Utc>,
+) -> MetaResult<bool> {
+    let tx = c
+        .transaction()
+        .await
+        .map_err(|e| MetaError::query("begin a scheduled run", e))?;
+    let row = tx
+        .query_opt(
+            "UPDATE sync_tasks SET status = 'RUNNING', offset_epoch = offset_epoch + 1,
+                    last_error = NULL, updated_at = now(), updated_by = $3
+              WHERE task_id = $1 AND status = 'COMPLETED' AND updated_at = $2
+                AND deleted_at IS NULL
+             RETURNING tenant_id, offset_epoch",
+            &[&task_id, &seen_updated_at, &DAEMON_OPERATOR],
+        )
+        .await
+        .map_err(|e| MetaError::query("start a scheduled run", e))?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let tenant: Uuid = row.get(0);
+    let epoch: i32 = row.get(1);
+    tx.execute("DELETE FROM sync_offsets WHERE task_id = $1", &[&task_id])
+        .await
+        .map_err(|e| MetaError::query("clear offsets for a scheduled run", e))?;
+    let details = serde_json::json!({
+        "before": {"status": "COMPLETED"},
+        "after": {"status": "RUNNING", "offset_epoch": epoch},
+        "changes": ["status", "offset_epoch"],
+        "schedule_fire_time": fire_time,
+    });
+    tx.execute(
+        "INSERT INTO audit_logs (tenant_id, operation_type, resource_type, resource_id,
+                                 operation_details, status, operator, user_agent)
+         VALUES ($1, 'SCHEDULED_RUN', 'TASK', $2, $3, 'SUCCESS', $4, $5)",
+        &[
+            &tenant,
+            &task_id,
+            &details,
+            &DAEMON_OPERATOR,
+            &concat!("dbsync/", env!("CARGO_PKG_VERSION")),
+        ],
+    )
+    .await
+    .map_err(|e| MetaError::query("audit a scheduled run", e))?;
+    tx.commit()
+        .await
+        .map_err(|e| MetaError::query("commit a scheduled run", e))?;
+    Ok(true)
+}

@@ -1,0 +1,156 @@
+//! The fleet's [`TaskGuard`]: the tenant's rate limit and lease fencing.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use engine::{GuardFuture, TaskGuard};
+
+/// A token bucket of rows per second shared by a tenant's tasks in this
+/// daemon (`tenants.max_throughput_tps`; one second of burst). Several
+/// daemons each apply the whole rate to the tasks they run.
+#[derive(Debug)]
+pub struct TenantLimiter {
+    rate: AtomicU64,
+    state: Mutex<Bucket>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl TenantLimiter {
+    pub fn new(rate: u64) -> Self {
+        Self {
+            rate: AtomicU64::new(rate.max(1)),
+            state: Mutex::new(Bucket {
+                tokens: rate.max(1) as f64,
+                at: Instant::now(),
+            }),
+        }
+    }
+
+    /// Changes the rate (the tenant's quota was edited).
+    pub fn set_rate(&self, rate: u64) {
+        self.rate.store(rate.max(1), Ordering::Relaxed);
+    }
+
+    pub fn rate(&self) -> u64 {
+        self.rate.load(Ordering::Relaxed)
+    }
+
+    /// Takes `rows` tokens, going into debt if needed; returns how long the
+    /// caller must wait for the debt to be repaid.
+    fn take(&self, rows: u64) -> Duration {
+        let rate = self.rate() as f64;
+        let mut b = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let refill = now.duration_since(b.at).as_secs_f64() * rate;
+        b.tokens = (b.tokens + refill).min(rate);
+        b.at = now;
+        b.tokens -= rows as f64;
+        if b.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-b.tokens / rate)
+        }
+    }
+}
+
+/// One task's guard in fleet mode.
+#[derive(Debug)]
+pub struct LeaseGuard {
+    base: Instant,
+    /// Nanoseconds after `base` until which commits are allowed.
+    deadline_ns: AtomicU64,
+    lost: AtomicBool,
+    limiter: Arc<TenantLimiter>,
+    task: String,
+}
+
+impl LeaseGuard {
+    pub fn new(task: &str, limiter: Arc<TenantLimiter>) -> Self {
+        Self {
+            base: Instant::now(),
+            deadline_ns: AtomicU64::new(0),
+            lost: AtomicBool::new(false),
+            limiter,
+            task: task.to_string(),
+        }
+    }
+
+    /// A renewal (or the acquisition) sent at `sent` succeeded: commits are
+    /// allowed until `sent + valid_for`.
+    pub fn extend(&self, sent: Instant, valid_for: Duration) {
+        let until = sent.saturating_duration_since(self.base) + valid_for;
+        self.deadline_ns
+            .fetch_max(until.as_nanos() as u64, Ordering::AcqRel);
+    }
+
+    /// The lease is gone: no commit from now on.
+    pub fn lose(&self) {
+        self.lost.store(true, Ordering::Release);
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    fn valid_now(&self) -> bool {
+        let now = Instant::now().saturating_duration_since(self.base).as_nanos() as u64;
+        !self.is_lost() && now < self.deadline_ns.load(Ordering::Acquire)
+    }
+}
+
+impl TaskGuard for LeaseGuard {
+    fn throttle(&self, rows: u64) -> GuardFuture<'_> {
+        let wait = self.limiter.take(rows);
+        Box::pin(async move {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        })
+    }
+
+    fn may_commit(&self) -> engine::Result<()> {
+        if self.valid_now() {
+            Ok(())
+        } else {
+            Err(engine::Error::Pipeline(format!(
+                "task {}: this daemon's lease may have expired (not renewed in time or taken by another daemon); \
+                 the open target transaction is rolled back and the task moves to a daemon holding the lease",
+                self.task
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_are_refused_after_the_deadline_or_once_lost() {
+        let g = LeaseGuard::new("t", Arc::new(TenantLimiter::new(10)));
+        assert!(g.may_commit().is_err(), "no lease yet");
+        g.extend(Instant::now(), Duration::from_secs(60));
+        assert!(g.may_commit().is_ok());
+        g.lose();
+        assert!(g.may_commit().is_err());
+        let g = LeaseGuard::new("t", Arc::new(TenantLimiter::new(10)));
+        g.extend(Instant::now() - Duration::from_secs(10), Duration::from_secs(5));
+        assert!(g.may_commit().is_err(), "expired");
+    }
+
+    #[test]
+    fn the_bucket_allows_a_second_of_burst_then_paces() {
+        let l = TenantLimiter::new(1000);
+        assert_eq!(l.take(1000), Duration::ZERO);
+        let wait = l.take(500);
+        assert!(wait >= Duration::from_millis(400) && wait <= Duration::from_millis(600), "{wait:?}");
+        l.set_rate(1_000_000);
+        assert_eq!(l.rate(), 1_000_000);
+    }
+}
