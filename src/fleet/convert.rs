@@ -194,7 +194,7 @@ fn mapping_json(m: &Mapping, scripts: &[Script]) -> Json {
         "batch_size": m.batch_size,
         "batch_timeout_ms": m.batch_timeout_ms,
         "is_enabled": m.is_enabled,
-        "scripts": scripts,
+        "transform_scripts": scripts,
     });
     if let Some(pk) = &m.primary_key_mapping {
         v["primary_key_mapping"] = pk.clone();

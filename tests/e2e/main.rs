@@ -2,6 +2,8 @@
 //! servers started by the test itself.
 
 mod cli;
+mod fleet;
+mod fleet_cli;
 mod harness;
 mod mapping;
 mod mysql_pairs;
