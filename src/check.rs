@@ -31,6 +31,18 @@ pub async fn run(config: &Config) -> ExitCode {
             );
         }
     }
+    if let Some(meta) = &config.metastore {
+        println!("metastore:");
+        for c in crate::fleet::check(meta).await {
+            match c.result {
+                Ok(detail) => line(true, c.name, &detail),
+                Err(problem) => {
+                    failures += 1;
+                    line(false, c.name, &problem);
+                }
+            }
+        }
+    }
     for task in &config.tasks {
         println!("task {}:", task.name);
         let mut outcomes: Vec<CheckOutcome> = match AnySource::for_task(task) {

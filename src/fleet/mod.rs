@@ -23,6 +23,7 @@
 //!
 //! One task failing never stops the others: each runs in its own supervisor.
 
+mod check;
 mod controller;
 mod convert;
 mod guard;
@@ -30,4 +31,5 @@ mod listen;
 mod mirror;
 mod schedule;
 
+pub use check::check;
 pub use controller::start;

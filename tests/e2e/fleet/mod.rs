@@ -245,4 +245,17 @@ async fn a_database_with_another_schema_version_is_refused() {
     assert_eq!(d.wait_exit(T), Some(2));
     let log = env.log("a");
     assert!(log.contains("upgrade dbsync"), "{log}");
+    // `dbsync check` (the unit's ExecStartPre) says the same, with the other checks.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dbsync"))
+        .args(["check", "--config"])
+        .arg(env.config("a"))
+        .env("DBSYNC_TEST_META_PW", PASSWORD)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("ok   ensure_metastore_reachable"), "{text}");
+    assert!(text.contains("ok   ensure_metastore_writable"), "{text}");
+    assert!(text.contains("ok   ensure_secret_key_readable"), "{text}");
+    assert!(text.contains("FAIL ensure_metastore_schema") && text.contains("upgrade dbsync"), "{text}");
 }
