@@ -9,6 +9,7 @@ mod mapping;
 mod mysql_pairs;
 mod mysql_source;
 mod observability;
+mod reload;
 mod service;
 
 use std::time::{Duration, Instant};
