@@ -128,11 +128,8 @@ struct Status {
 #[derive(Debug, Clone)]
 pub struct TaskMeta {
     pub task_id: uuid::Uuid,
-    pub tenant_id: uuid::Uuid,
     /// `sync_tasks.alert_config` (thresholds for health and alerts).
     pub alert_config: serde_json::Value,
-    /// The RocksDB key of the task's checkpoint (task id and offset epoch).
-    pub state_key: String,
 }
 
 /// One task's entry.

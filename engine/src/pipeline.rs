@@ -79,8 +79,6 @@ pub struct TaskStats {
     pub last_source_commit_us: AtomicI64,
     /// When the last target commit happened (µs since epoch).
     pub last_target_commit_us: AtomicI64,
-    /// Microseconds the source spent waiting for room in the queue.
-    pub backpressure_us: AtomicU64,
     /// Phase, lag and source-reported state (admin API, health).
     pub live: Arc<LiveStatus>,
     /// End-to-end latency per committed batch (the daemon's monitoring windows).

@@ -77,6 +77,8 @@ pub async fn start(
         registry,
         guards: Arc::new(Mutex::new(HashMap::new())),
     });
+    // Health, sync_metrics rows, alerts and retention of the tasks running here.
+    tokio::spawn(crate::monitor::run(ctx.db.clone(), ctx.registry.clone(), shutdown.clone()));
     Ok(tokio::spawn(run(ctx, shutdown)))
 }
 
@@ -394,12 +396,10 @@ async fn try_start(
     let (partition, server_id) = source_partition(&config.source, &config);
     let queue = Arc::new(MirrorQueue::default());
     let store: Arc<dyn CheckpointStore> =
-        Arc::new(MirroredStore::new(ctx.rocks.clone(), state_key.clone(), queue.clone()));
+        Arc::new(MirroredStore::new(ctx.rocks.clone(), state_key, queue.clone()));
     let meta = TaskMeta {
         task_id,
-        tenant_id: b.tenant.tenant_id,
         alert_config: b.task.alert_config.clone(),
-        state_key,
     };
     let entry = ctx.registry.add(&name, config.sync_mode, Some(meta));
     m::register_errors(&name);

@@ -241,18 +241,24 @@ impl PgStandby {
     }
 
     /// Waits until this standby has replayed everything committed on
-    /// `primary` so far (with `synchronous_commit = off` too: it first
-    /// commits a transaction there with `synchronous_commit = on`, which
-    /// flushes all WAL before it). Panics after `timeout`.
+    /// `primary` so far, `synchronous_commit = off` commits included: it first
+    /// commits there, with `synchronous_commit = on`, a transaction that
+    /// writes WAL (a transactional logical message, which needs no
+    /// `wal_level = logical` and changes no table), so all WAL up to it is
+    /// flushed and sent. (A transaction that only takes an xid writes no WAL
+    /// and is never flushed synchronously.) Panics after `timeout`.
     pub async fn wait_caught_up(&self, primary: &PgServer, timeout: Duration) {
         let start = Instant::now();
         let mut p = primary.try_connect("postgres").await.unwrap_or_else(|e| {
             panic!("wait_caught_up: the primary is not reachable: {e}");
         });
         let tx = p.transaction().await.expect("wait_caught_up: BEGIN");
-        tx.batch_execute("SET LOCAL synchronous_commit = on; SELECT pg_current_xact_id()")
-            .await
-            .expect("wait_caught_up: flushing the primary's WAL");
+        tx.batch_execute(
+            "SET LOCAL synchronous_commit = on; \
+             SELECT pg_logical_emit_message(true, 'dbsync-testkit', 'wait_caught_up')",
+        )
+        .await
+        .expect("wait_caught_up: flushing the primary's WAL");
         tx.commit().await.expect("wait_caught_up: COMMIT");
         let target: String = p
             .query_one("SELECT pg_current_wal_lsn()::text", &[])
@@ -359,7 +365,11 @@ mod tests {
 
     #[tokio::test]
     async fn standby_replays_then_promotes_after_a_crash() {
-        let primary = PgServer::start(PgOptions::default());
+        // wal_level = replica, synchronous_commit = off.
+        let primary = PgServer::start(PgOptions {
+            logical: false,
+            ..Default::default()
+        });
         let standby = primary.start_standby();
         assert_ne!(primary.port(), standby.port());
         assert!(standby.is_in_recovery().await);

@@ -39,6 +39,10 @@ pub struct LiveStatus {
     /// `-1` = not measured yet (or not applicable).
     retained_wal_bytes: AtomicI64,
     snapshot_tables: AtomicU64,
+    /// Bytes of row data the source has read (estimated per chunk).
+    read_bytes: AtomicU64,
+    /// Microseconds the source waited for room in the queue.
+    backpressure_us: AtomicU64,
 }
 
 impl Default for LiveStatus {
@@ -50,11 +54,29 @@ impl Default for LiveStatus {
             lag_bytes: AtomicI64::new(-1),
             retained_wal_bytes: AtomicI64::new(-1),
             snapshot_tables: AtomicU64::new(0),
+            read_bytes: AtomicU64::new(0),
+            backpressure_us: AtomicU64::new(0),
         }
     }
 }
 
 impl LiveStatus {
+    /// Bytes of row data read by the source so far (monotonic).
+    pub fn read_bytes(&self) -> u64 {
+        self.read_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Microseconds the source spent blocked on a full queue so far (monotonic).
+    pub fn backpressure_us(&self) -> u64 {
+        self.backpressure_us.load(Ordering::Relaxed)
+    }
+
+    /// Adds waiting time of the source on a full queue.
+    pub fn add_backpressure(&self, waited: Duration) {
+        self.backpressure_us
+            .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+    }
+
     /// The source's phase in the current run.
     pub fn phase(&self) -> SourcePhase {
         match self.phase.load(Ordering::Relaxed) {
@@ -210,6 +232,9 @@ impl SourceReporter {
                 }
             }
             i.read_bytes.increment(bytes as u64);
+            i.status
+                .read_bytes
+                .fetch_add(bytes as u64, Ordering::Relaxed);
             if let Some(p) = counts.phase() {
                 i.status.advance(p);
             }
@@ -220,6 +245,7 @@ impl SourceReporter {
     pub(crate) fn backpressure(&self, waited: Duration) {
         if let Some(i) = &self.inner {
             i.backpressure.record(waited.as_secs_f64());
+            i.status.add_backpressure(waited);
         }
     }
 }

@@ -164,7 +164,8 @@ async fn lock_tasks(tx: &Transaction<'_>, task_ids: &[Uuid]) -> MetaResult<()> {
 }
 
 /// Writes `rows` with `time_window = window`, skipping rows that already
-/// exist (same task, type, window and `recorded_at`). Returns the rows
+/// exist (same task, type, window and `recorded_at`) and rows of tasks that
+/// no longer exist (one deleted task never blocks the others). Returns the rows
 /// inserted. The month partitions of `recorded_at` must exist
 /// ([`maintenance::ensure_metric_partitions`]).
 pub async fn insert_metrics(
@@ -193,7 +194,8 @@ pub async fn insert_metrics(
                   AS r(task_id, metric_type, metric_value, recorded_at) \
              WHERE NOT EXISTS (SELECT 1 FROM sync_metrics s \
                  WHERE s.task_id = r.task_id AND s.metric_type = r.metric_type \
-                   AND s.time_window = $5 AND s.recorded_at = r.recorded_at)",
+                   AND s.time_window = $5 AND s.recorded_at = r.recorded_at) \
+               AND EXISTS (SELECT 1 FROM sync_tasks t WHERE t.task_id = r.task_id)",
             &[&ids, &types, &values, &times, &window.as_str()],
         )
         .await
