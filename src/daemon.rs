@@ -52,15 +52,18 @@ pub async fn run(config: Config, config_path: PathBuf) -> ExitCode {
     toml.reconcile(&config, task_sections(&config_path).unwrap_or_default())
         .await;
     let fleet = match &config.metastore {
-        Some(meta) => match crate::fleet::start(meta, store.clone(), registry.clone(), shutdown.clone()).await {
-            Ok(h) => Some(h),
-            Err(e) => {
-                error!(error = %e, "cannot run with the metadata database");
-                shutdown.cancel();
-                toml.wait_all().await;
-                return ExitCode::from(2);
+        Some(meta) => {
+            match crate::fleet::start(meta, store.clone(), registry.clone(), shutdown.clone()).await
+            {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    error!(error = %e, "cannot run with the metadata database");
+                    shutdown.cancel();
+                    toml.wait_all().await;
+                    return ExitCode::from(2);
+                }
             }
-        },
+        }
         None => None,
     };
     info!(
@@ -73,7 +76,11 @@ pub async fn run(config: Config, config_path: PathBuf) -> ExitCode {
         format!(
             "running {} TOML task(s){}",
             toml.len(),
-            if fleet.is_some() { " and the metadata database's" } else { "" }
+            if fleet.is_some() {
+                " and the metadata database's"
+            } else {
+                ""
+            }
         )
     };
     if let Some(n) = &notifier {
@@ -173,7 +180,11 @@ struct TomlTasks {
 }
 
 impl TomlTasks {
-    fn new(store: Arc<dyn CheckpointStore>, registry: Arc<Registry>, shutdown: CancellationToken) -> Self {
+    fn new(
+        store: Arc<dyn CheckpointStore>,
+        registry: Arc<Registry>,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             store,
             registry,
@@ -222,7 +233,8 @@ impl TomlTasks {
         let stop = self.shutdown.child_token();
         let span = tracing::info_span!("task", task = %task.name);
         let progress = tokio::spawn(
-            report_progress(task.name.clone(), entry.stats.clone(), stop.clone()).instrument(span.clone()),
+            report_progress(task.name.clone(), entry.stats.clone(), stop.clone())
+                .instrument(span.clone()),
         );
         let name = task.name.clone();
         let store = self.store.clone();
@@ -272,7 +284,10 @@ fn spawn_signal_handler(shutdown: CancellationToken, reload: mpsc::Sender<()>) {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
-            let (mut term, mut hup) = match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+            let (mut term, mut hup) = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) {
                 (Ok(t), Ok(h)) => (t, h),
                 (Err(e), _) | (_, Err(e)) => {
                     warn!(error = %e, "cannot listen for SIGTERM/SIGHUP");

@@ -6,12 +6,13 @@ mod cli;
 mod daemon;
 mod dispatch;
 mod fleet;
+mod monitor;
 mod observe;
 mod offsets;
 mod registry;
-mod supervise;
 mod sdnotify;
 mod secret_cmd;
+mod supervise;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,7 +55,7 @@ enum Command {
     },
     /// Operator commands on the metadata database (`[metastore]` in --config).
     #[command(flatten)]
-    Fleet(cli::FleetCommand),
+    Fleet(Box<cli::FleetCommand>),
 }
 
 #[derive(Subcommand)]
@@ -155,6 +156,6 @@ fn main() -> ExitCode {
             OffsetsAction::Reset { task, .. } => offsets::reset(&config, &task),
         },
         Command::Secret { action } => secret_cmd::run(action),
-        Command::Fleet(fleet) => runtime.block_on(cli::run(&config, fleet)),
+        Command::Fleet(fleet) => runtime.block_on(cli::run(&config, *fleet)),
     }
 }

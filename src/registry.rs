@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use engine::config::SyncMode;
 #[cfg(test)]
 use engine::config::Config;
+use engine::config::SyncMode;
 use engine::metrics::{self as m, HealthCode, SourcePhase, TaskStateCode};
 use engine::pipeline::TaskStats;
 use engine::Checkpoint;

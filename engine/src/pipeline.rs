@@ -512,7 +512,8 @@ impl<K: Sink> Applier<K> {
     /// Writes one table's changes (after the rate limit, when there is one).
     async fn write(&mut self, changes: &TableChanges) -> Result<()> {
         if let Some(guard) = &self.opts.guard {
-            let rows = changes.deletes.len() + changes.partial_updates.len() + changes.upserts.len();
+            let rows =
+                changes.deletes.len() + changes.partial_updates.len() + changes.upserts.len();
             guard.throttle(rows as u64).await;
         }
         self.sink.apply(changes).await?;

@@ -108,11 +108,11 @@ pub async fn run(ctx: &Ctx, action: Action) -> CmdResult {
             table.print();
         }
         Action::Ack { alert_id: id } => {
-            let (_, a) = alert::acknowledge(c, &ctx.actor, alert_id(&id)?).await?;
+            let (_, a) = alert::acknowledge(c, ctx.actor()?, alert_id(&id)?).await?;
             show(ctx, &a, "acknowledged");
         }
         Action::Resolve { alert_id: id, note } => {
-            let (_, a) = alert::resolve(c, &ctx.actor, alert_id(&id)?, note.as_deref()).await?;
+            let (_, a) = alert::resolve(c, ctx.actor()?, alert_id(&id)?, note.as_deref()).await?;
             show(ctx, &a, "resolved");
         }
     }

@@ -71,7 +71,7 @@ pub async fn run(ctx: &Ctx, action: Action) -> CmdResult {
             (None, Some(ch)) if !ch.is_empty() => {
                 output::short(&ch.keys().cloned().collect::<Vec<_>>().join(", "), 70)
             }
-            _ => "-".into(),
+            _ => label(&r.operation_details),
         };
         table.row(vec![
             output::time(&r.operated_at),
@@ -90,4 +90,26 @@ pub async fn run(ctx: &Ctx, action: Action) -> CmdResult {
     }
     table.print();
     Ok(())
+}
+
+/// "created X" / "deleted X" for a row without field changes, X being the
+/// resource's code or name.
+fn label(details: &serde_json::Value) -> String {
+    let name = |side: &str| {
+        [
+            "tenant_code",
+            "task_code",
+            "source_table_fqn",
+            "script_name",
+            "alert_title",
+        ]
+        .iter()
+        .find_map(|k| details[side][k].as_str())
+        .map(str::to_string)
+    };
+    match (name("before"), name("after")) {
+        (None, Some(n)) => format!("created {}", output::short(&n, 60)),
+        (Some(n), None) => format!("deleted {}", output::short(&n, 60)),
+        _ => "-".into(),
+    }
 }

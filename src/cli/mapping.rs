@@ -186,7 +186,8 @@ pub async fn run(ctx: &Ctx, action: Action) -> CmdResult {
                 Some(f) => input::file_arg::<MappingSpec>(&f)?,
                 None => fields.spec()?,
             };
-            let (m, s) = mapping::create(c, &ctx.actor, &scope.tenant, &scope.task, &spec).await?;
+            let (m, s) =
+                mapping::create(c, ctx.actor()?, &scope.tenant, &scope.task, &spec).await?;
             show(
                 ctx,
                 &m,
@@ -265,7 +266,7 @@ pub async fn run(ctx: &Ctx, action: Action) -> CmdResult {
                 None => fields.patch()?,
             };
             let (before, after) =
-                mapping::update(c, &ctx.actor, &scope.tenant, &scope.task, &sel, &patch).await?;
+                mapping::update(c, ctx.actor()?, &scope.tenant, &scope.task, &sel, &patch).await?;
             let s = model::scripts(&*c, after.mapping_id).await?;
             let changed = super::tenant::changed_fields(&before, &after);
             show(
@@ -279,7 +280,7 @@ pub async fn run(ctx: &Ctx, action: Action) -> CmdResult {
             scope,
             mapping: sel,
         } => {
-            let m = mapping::delete(c, &ctx.actor, &scope.tenant, &scope.task, &sel).await?;
+            let m = mapping::delete(c, ctx.actor()?, &scope.tenant, &scope.task, &sel).await?;
             if ctx.json {
                 output::json(&json!({"deleted": m}));
             } else {

@@ -117,18 +117,6 @@ impl FleetCommand {
     pub fn config(&self) -> Option<&PathBuf> {
         self.global().config.as_ref()
     }
-
-    fn noun(&self) -> &'static str {
-        match self {
-            FleetCommand::Metastore { .. } => "metastore",
-            FleetCommand::Tenant { .. } => "tenant",
-            FleetCommand::Task { .. } => "task",
-            FleetCommand::Mapping { .. } => "mapping",
-            FleetCommand::Script { .. } => "script",
-            FleetCommand::Alerts { .. } => "alerts",
-            FleetCommand::Audit { .. } => "audit",
-        }
-    }
 }
 
 /// Why a command failed, and its exit status.
@@ -168,7 +156,8 @@ pub type CmdResult = Result<(), Failure>;
 /// What a command works with.
 pub struct Ctx {
     db: MetaDb,
-    actor: Actor,
+    /// Who acts; only changes need it (reads work without an operator name).
+    actor: Result<Actor, String>,
     json: bool,
     key_file: Option<PathBuf>,
 }
@@ -186,6 +175,11 @@ impl Ctx {
         Ok(self.db.get().await?)
     }
 
+    /// Who acts, for a change.
+    fn actor(&self) -> Result<&Actor, Failure> {
+        self.actor.as_ref().map_err(|e| Failure::from(e.clone()))
+    }
+
     /// The key that seals stored passwords, when configured.
     fn key(&self) -> Result<Option<SecretKey>, Failure> {
         self.key_file
@@ -198,16 +192,29 @@ impl Ctx {
 
 /// Runs an operator command.
 pub async fn run(config: &Config, cmd: FleetCommand) -> ExitCode {
-    let noun = cmd.noun();
     match dispatch(config, cmd).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("dbsync: {}", f.message);
             if f.not_found {
-                eprintln!("hint: see what exists with `dbsync {noun} list`");
+                eprintln!("hint: {}", not_found_hint(&f.message));
             }
             ExitCode::from(f.code)
         }
+    }
+}
+
+/// Where to look for what exists, by the kind of row that was not found.
+fn not_found_hint(message: &str) -> &'static str {
+    match message.split_whitespace().next().unwrap_or("") {
+        "tenant" => "see the tenants with `dbsync tenant list`",
+        "task" => "see a tenant's tasks with `dbsync task list --tenant <code>`",
+        "mapping" => "see a task's mappings with `dbsync mapping list --task <code>`",
+        "script" => {
+            "see a mapping's scripts with `dbsync script list --task <code> --mapping <table>`"
+        }
+        "alert" => "see the alerts with `dbsync alerts list`",
+        _ => "check the names given",
     }
 }
 
@@ -219,10 +226,11 @@ async fn dispatch(config: &Config, cmd: FleetCommand) -> CmdResult {
         ));
     };
     let global = cmd.global();
-    let operator = input::operator(global.operator.as_deref())?;
+    let actor = input::operator(global.operator.as_deref())
+        .and_then(|o| Actor::new(&o, USER_AGENT).map_err(|e| e.to_string()));
     let ctx = Ctx {
         db: MetaDb::new(meta)?,
-        actor: Actor::new(&operator, USER_AGENT)?,
+        actor,
         json: global.json,
         key_file: meta.secret_key_file.clone(),
     };

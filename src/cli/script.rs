@@ -167,7 +167,7 @@ pub async fn run(ctx: &Ctx, action: Action) -> CmdResult {
                     }
                 }
             };
-            let s = script::create(c, &ctx.actor, scope.at(), &spec).await?;
+            let s = script::create(c, ctx.actor()?, scope.at(), &spec).await?;
             show(
                 ctx,
                 &s,
@@ -215,12 +215,12 @@ pub async fn run(ctx: &Ctx, action: Action) -> CmdResult {
                 Some(f) => input::file_arg::<ScriptPatch>(&f)?,
                 None => fields.patch(rename)?,
             };
-            let (before, after) = script::update(c, &ctx.actor, scope.at(), &sel, &patch).await?;
+            let (before, after) = script::update(c, ctx.actor()?, scope.at(), &sel, &patch).await?;
             let changed = super::tenant::changed_fields(&before, &after);
             show(ctx, &after, &format!("updated script {sel}: {changed}"));
         }
         Action::Delete { scope, script: sel } => {
-            let s = script::delete(c, &ctx.actor, scope.at(), &sel).await?;
+            let s = script::delete(c, ctx.actor()?, scope.at(), &sel).await?;
             if ctx.json {
                 output::json(&json!({"deleted": s}));
             } else {

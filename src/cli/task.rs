@@ -252,7 +252,6 @@ fn warn_unrunnable(t: &Task) {
 pub async fn run(ctx: &Ctx, action: Action) -> CmdResult {
     let mut conn = ctx.conn().await?;
     let c = &mut *conn;
-    let actor = &ctx.actor;
     match action {
         Action::Create {
             scope,
@@ -269,7 +268,8 @@ pub async fn run(ctx: &Ctx, action: Action) -> CmdResult {
             spec.source_password = src_pw;
             spec.target_password = dst_pw;
             let key = ctx.key()?;
-            let (t, maps) = task::create(c, actor, &scope.tenant, &spec, key.as_ref()).await?;
+            let (t, maps) =
+                task::create(c, ctx.actor()?, &scope.tenant, &spec, key.as_ref()).await?;
             warn_unrunnable(&t);
             if ctx.json {
                 let maps: Vec<_> = maps
@@ -424,7 +424,7 @@ pub async fn run(ctx: &Ctx, action: Action) -> CmdResult {
             patch.target_password = dst_pw;
             let key = ctx.key()?;
             let (before, after) =
-                task::update(c, actor, &scope.tenant, &code, &patch, key.as_ref()).await?;
+                task::update(c, ctx.actor()?, &scope.tenant, &code, &patch, key.as_ref()).await?;
             warn_unrunnable(&after);
             if ctx.json {
                 output::json(&after);
@@ -442,7 +442,7 @@ pub async fn run(ctx: &Ctx, action: Action) -> CmdResult {
             }
         }
         Action::Delete { scope, code } => {
-            let t = task::delete(c, actor, &scope.tenant, &code).await?;
+            let t = task::delete(c, ctx.actor()?, &scope.tenant, &code).await?;
             if ctx.json {
                 output::json(&json!({"deleted": t}));
             } else {
@@ -463,7 +463,7 @@ pub async fn run(ctx: &Ctx, action: Action) -> CmdResult {
         }
         Action::Stop { scope, code } => transition(ctx, c, &scope, &code, Transition::Stop).await?,
         Action::ResetOffset { scope, code } => {
-            let r = lifecycle::reset_offset(c, actor, &scope.tenant, &code).await?;
+            let r = lifecycle::reset_offset(c, ctx.actor()?, &scope.tenant, &code).await?;
             if ctx.json {
                 output::json(
                     &json!({"task": r.task, "offsets_deleted": r.offsets_deleted,
@@ -488,7 +488,7 @@ async fn transition(
     code: &str,
     t: Transition,
 ) -> CmdResult {
-    let (before, after) = lifecycle::transition(c, &ctx.actor, &scope.tenant, code, t).await?;
+    let (before, after) = lifecycle::transition(c, ctx.actor()?, &scope.tenant, code, t).await?;
     if ctx.json {
         output::json(&json!({"task": after, "from": before.status, "to": after.status}));
     } else {

@@ -121,7 +121,7 @@ pub async fn run(ctx: &Ctx, action: Action) -> CmdResult {
                     }
                 }
             };
-            let t = tenant::create(&mut conn, &ctx.actor, &spec).await?;
+            let t = tenant::create(&mut conn, ctx.actor()?, &spec).await?;
             show(ctx, &t, 0, &format!("created tenant {}", t.tenant_code));
         }
         Action::List => {
@@ -170,12 +170,12 @@ pub async fn run(ctx: &Ctx, action: Action) -> CmdResult {
                 Some(f) => input::file_arg::<TenantPatch>(&f)?,
                 None => fields.patch()?,
             };
-            let (before, after) = tenant::update(&mut conn, &ctx.actor, &code, &patch).await?;
+            let (before, after) = tenant::update(&mut conn, ctx.actor()?, &code, &patch).await?;
             let changed = changed_fields(&before, &after);
             show(ctx, &after, 0, &format!("updated tenant {code}: {changed}"));
         }
         Action::Delete { code, cascade } => {
-            let (t, tasks) = tenant::delete(&mut conn, &ctx.actor, &code, cascade).await?;
+            let (t, tasks) = tenant::delete(&mut conn, ctx.actor()?, &code, cascade).await?;
             let codes: Vec<&str> = tasks.iter().map(|t| t.task_code.as_str()).collect();
             if ctx.json {
                 output::json(&json!({"deleted": t, "deleted_tasks": codes}));

@@ -57,9 +57,11 @@ pub async fn check(cfg: &MetastoreConfig) -> Vec<CheckOutcome> {
         name: "ensure_metastore_writable",
         result: match writable {
             Ok(true) => Ok("primary".into()),
-            Ok(false) => Err("connected to a read-only standby: list the primary first or add \
+            Ok(false) => Err(
+                "connected to a read-only standby: list the primary first or add \
                  target_session_attrs=read-write to [metastore] url"
-                .into()),
+                    .into(),
+            ),
             Err(e) => Err(e.to_string()),
         },
     });

@@ -29,6 +29,9 @@ use super::{listen, schedule};
 use crate::registry::{Registry, TaskMeta};
 use crate::supervise::{report_progress, supervise, TaskEnd};
 
+/// The guard of each lease this daemon holds: task → (lease epoch, guard).
+type Guards = Arc<Mutex<HashMap<Uuid, (i64, Arc<LeaseGuard>)>>>;
+
 /// What the daemon needs to run fleet tasks.
 struct Ctx {
     db: MetaDb,
@@ -38,7 +41,7 @@ struct Ctx {
     rocks: Arc<dyn CheckpointStore>,
     registry: Arc<Registry>,
     /// Guards of the leases this daemon holds, by task.
-    guards: Arc<Mutex<HashMap<Uuid, (i64, Arc<LeaseGuard>)>>>,
+    guards: Guards,
 }
 
 struct Running {
@@ -78,13 +81,21 @@ pub async fn start(
         guards: Arc::new(Mutex::new(HashMap::new())),
     });
     // Health, sync_metrics rows, alerts and retention of the tasks running here.
-    tokio::spawn(crate::monitor::run(ctx.db.clone(), ctx.registry.clone(), shutdown.clone()));
+    tokio::spawn(crate::monitor::run(
+        ctx.db.clone(),
+        ctx.registry.clone(),
+        shutdown.clone(),
+    ));
     Ok(tokio::spawn(run(ctx, shutdown)))
 }
 
 /// Refuses a schema of another version; waits (with backoff) while the
 /// database is unreachable.
-async fn ensure_schema(db: &MetaDb, cfg: &MetastoreConfig, shutdown: &CancellationToken) -> Result<(), String> {
+async fn ensure_schema(
+    db: &MetaDb,
+    cfg: &MetastoreConfig,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
     let mut backoff = Duration::from_secs(1);
     loop {
         let attempt = async {
@@ -200,7 +211,9 @@ async fn renew_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                     }
                 }
             }
-            Err(e) => warn!(error = %e, "cannot renew task leases; tasks stop committing when they expire"),
+            Err(e) => {
+                warn!(error = %e, "cannot renew task leases; tasks stop committing when they expire")
+            }
         }
     }
 }
@@ -210,8 +223,15 @@ fn fingerprint(b: &TaskBundle) -> u64 {
     let mut h = DefaultHasher::new();
     let t = &b.task;
     json!([
-        t.source_db_type, t.target_db_type, t.source_connection_config, t.target_connection_config,
-        t.connector_config, t.sync_mode, t.offset_epoch, b.tenant.tenant_code, t.task_code,
+        t.source_db_type,
+        t.target_db_type,
+        t.source_connection_config,
+        t.target_connection_config,
+        t.connector_config,
+        t.sync_mode,
+        t.offset_epoch,
+        b.tenant.tenant_code,
+        t.task_code,
     ])
     .to_string()
     .hash(&mut h);
@@ -262,7 +282,9 @@ async fn reconcile(
         }
         limiters
             .entry(b.tenant.tenant_id)
-            .or_insert_with(|| Arc::new(TenantLimiter::new(b.tenant.max_throughput_tps.max(1) as u64)))
+            .or_insert_with(|| {
+                Arc::new(TenantLimiter::new(b.tenant.max_throughput_tps.max(1) as u64))
+            })
             .set_rate(b.tenant.max_throughput_tps.max(1) as u64);
     }
     let mut refused = Vec::new();
@@ -335,9 +357,13 @@ async fn schedule_reruns(conn: &mut tokio_postgres::Client, bundles: &[TaskBundl
         match schedule::next_run(t.schedule_config.as_ref(), t.updated_at) {
             Ok(Some(fire)) if fire <= now => {
                 match runstate::start_scheduled_run(conn, t.task_id, t.updated_at, fire).await {
-                    Ok(true) => info!(task = %task_name(b), %fire, "scheduled run: copying the tables again"),
+                    Ok(true) => {
+                        info!(task = %task_name(b), %fire, "scheduled run: copying the tables again")
+                    }
                     Ok(false) => {}
-                    Err(e) => warn!(task = %task_name(b), error = %e, "cannot start a scheduled run"),
+                    Err(e) => {
+                        warn!(task = %task_name(b), error = %e, "cannot start a scheduled run")
+                    }
                 }
             }
             Ok(_) => {}
@@ -359,7 +385,10 @@ async fn try_start(
         Err(why) => {
             // A definite configuration error: the operator must fix the task.
             let mut conn = ctx.db.get().await.map_err(|e| e.to_string())?;
-            if runstate::finish(&mut conn, task_id, "FAILED", Some(&why)).await.map_err(|e| e.to_string())? {
+            if runstate::finish(&mut conn, task_id, "FAILED", Some(&why))
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 error!(task = %name, error = %why, "task configuration is invalid");
             }
             return Ok(None);
@@ -369,7 +398,10 @@ async fn try_start(
     let sent = Instant::now();
     let lease = {
         let conn = ctx.db.get().await.map_err(|e| e.to_string())?;
-        match leases::acquire(&*conn, task_id, &ctx.node_id, ttl).await.map_err(|e| e.to_string())? {
+        match leases::acquire(&*conn, task_id, &ctx.node_id, ttl)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             Some(l) => l,
             None => return Ok(None), // another daemon runs it
         }
@@ -382,11 +414,22 @@ async fn try_start(
         .unwrap_or_else(|p| p.into_inner())
         .insert(task_id, (lease.epoch, guard.clone()));
     let state_key = format!("{task_id}@{}", b.task.offset_epoch);
-    match restore_if_missing(&ctx.rocks, &state_key, &ctx.db, task_id, b.task.offset_epoch).await {
+    match restore_if_missing(
+        &ctx.rocks,
+        &state_key,
+        &ctx.db,
+        task_id,
+        b.task.offset_epoch,
+    )
+    .await
+    {
         Ok(true) => info!(task = %name, "no local checkpoint: resuming from the mirrored offset"),
         Ok(false) => {}
         Err(e) => {
-            ctx.guards.lock().unwrap_or_else(|p| p.into_inner()).remove(&task_id);
+            ctx.guards
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&task_id);
             if let Ok(conn) = ctx.db.get().await {
                 let _ = leases::release(&*conn, &lease, &ctx.node_id).await;
             }
@@ -395,8 +438,11 @@ async fn try_start(
     }
     let (partition, server_id) = source_partition(&config.source, &config);
     let queue = Arc::new(MirrorQueue::default());
-    let store: Arc<dyn CheckpointStore> =
-        Arc::new(MirroredStore::new(ctx.rocks.clone(), state_key, queue.clone()));
+    let store: Arc<dyn CheckpointStore> = Arc::new(MirroredStore::new(
+        ctx.rocks.clone(),
+        state_key,
+        queue.clone(),
+    ));
     let meta = TaskMeta {
         task_id,
         alert_config: b.task.alert_config.clone(),
@@ -449,12 +495,21 @@ async fn try_start(
 }
 
 /// `sync_offsets.source_partition`: where the task reads from.
-fn source_partition(source: &SourceConfig, task: &engine::config::TaskConfig) -> (serde_json::Value, Option<u32>) {
+fn source_partition(
+    source: &SourceConfig,
+    task: &engine::config::TaskConfig,
+) -> (serde_json::Value, Option<u32>) {
     match source {
-        SourceConfig::Postgresql(_) => (json!({"source": "postgresql", "slot": task.slot_name()}), None),
+        SourceConfig::Postgresql(_) => (
+            json!({"source": "postgresql", "slot": task.slot_name()}),
+            None,
+        ),
         SourceConfig::Mysql(c) => {
             let id = c.effective_server_id(&task.name);
-            (json!({"source": "mysql", "database": c.databases}), Some(id))
+            (
+                json!({"source": "mysql", "database": c.databases}),
+                Some(id),
+            )
         }
     }
 }
@@ -467,8 +522,12 @@ async fn reap(ctx: &Arc<Ctx>, running: &mut HashMap<Uuid, Running>) {
         .map(|(id, _)| *id)
         .collect();
     for id in done {
-        let Some(mut r) = running.remove(&id) else { continue };
-        let end = (&mut r.handle).await.unwrap_or_else(|e| TaskEnd::Failed(format!("task panicked: {e}")));
+        let Some(mut r) = running.remove(&id) else {
+            continue;
+        };
+        let end = (&mut r.handle)
+            .await
+            .unwrap_or_else(|e| TaskEnd::Failed(format!("task panicked: {e}")));
         let status = match &end {
             _ if r.guard.is_lost() => None,
             TaskEnd::Completed => Some(("COMPLETED", None)),
@@ -505,7 +564,9 @@ fn lease_failure(msg: &str) -> bool {
 async fn report_errors(ctx: &Arc<Ctx>, running: &mut HashMap<Uuid, Running>) {
     let mut updates = Vec::new();
     for (id, r) in running.iter_mut() {
-        let Some(entry) = ctx.registry.task(&r.name) else { continue };
+        let Some(entry) = ctx.registry.task(&r.name) else {
+            continue;
+        };
         let total = entry.errors_total.load(Ordering::Relaxed);
         if total > r.errors_reported {
             let msg = entry.last_error_message().unwrap_or_default();
@@ -535,7 +596,9 @@ async fn release(ctx: &Arc<Ctx>, r: &Running) {
                 warn!(task = %r.name, error = %e, "cannot release the task lease (it expires by itself)");
             }
         }
-        Err(e) => warn!(task = %r.name, error = %e, "cannot release the task lease (it expires by itself)"),
+        Err(e) => {
+            warn!(task = %r.name, error = %e, "cannot release the task lease (it expires by itself)")
+        }
     }
 }
 

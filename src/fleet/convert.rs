@@ -13,12 +13,18 @@
 //! - mappings and scripts keep the spec's field names, which are the TOML ones.
 
 use engine::config::TaskConfig;
-use metastore::meta::model::{Mapping, Script, TaskBundle};
+use metastore::meta::model::TaskBundle;
+use metastore::meta::ops::mapping::engine_config;
 use metastore::secrets::{open_password, SecretKey};
 use serde_json::{json, Map, Value as Json};
 
 /// Pipeline settings taken from `connector_config` to the task level.
-const PIPELINE_KEYS: &[&str] = &["batch_size", "batch_bytes", "batch_timeout_ms", "queue_chunks"];
+const PIPELINE_KEYS: &[&str] = &[
+    "batch_size",
+    "batch_bytes",
+    "batch_timeout_ms",
+    "queue_chunks",
+];
 /// Settings of `connector_config` dbsync reads itself.
 const FLEET_KEYS: &[&str] = &["workers"];
 
@@ -47,7 +53,10 @@ pub fn to_task_config(bundle: &TaskBundle, key: Option<&SecretKey>) -> Result<Ta
     task.insert("name".into(), json!(name));
     task.insert("sync_mode".into(), json!(t.sync_mode));
     let mut source = Map::new();
-    source.insert("type".into(), json!(db_type(&t.source_db_type).map_err(fail)?));
+    source.insert(
+        "type".into(),
+        json!(db_type(&t.source_db_type).map_err(fail)?),
+    );
     source.insert(
         "url".into(),
         json!(url(&t.source_db_type, &t.source_connection_config, key)
@@ -64,24 +73,30 @@ pub fn to_task_config(bundle: &TaskBundle, key: Option<&SecretKey>) -> Result<Ta
     } else if !t.connector_config.is_null() {
         return Err(fail("connector_config must be a JSON object".into()));
     }
-    merge_options(&mut source, &t.source_connection_config).map_err(|m| fail(format!("source_connection_config: {m}")))?;
+    merge_options(&mut source, &t.source_connection_config)
+        .map_err(|m| fail(format!("source_connection_config: {m}")))?;
     task.insert("source".into(), Json::Object(source));
     let mut target = Map::new();
-    target.insert("type".into(), json!(db_type(&t.target_db_type).map_err(fail)?));
+    target.insert(
+        "type".into(),
+        json!(db_type(&t.target_db_type).map_err(fail)?),
+    );
     target.insert(
         "url".into(),
         json!(url(&t.target_db_type, &t.target_connection_config, key)
             .map_err(|m| fail(format!("target_connection_config: {m}")))?),
     );
-    merge_options(&mut target, &t.target_connection_config).map_err(|m| fail(format!("target_connection_config: {m}")))?;
+    merge_options(&mut target, &t.target_connection_config)
+        .map_err(|m| fail(format!("target_connection_config: {m}")))?;
     task.insert("target".into(), Json::Object(target));
-    let mappings: Vec<Json> = bundle
+    let mut config: TaskConfig =
+        serde_json::from_value(Json::Object(task)).map_err(|e| fail(e.to_string()))?;
+    // Mappings are read exactly as the CLI validated them.
+    config.mapping = bundle
         .mappings
         .iter()
-        .map(|(m, scripts)| mapping_json(m, scripts))
-        .collect();
-    task.insert("mapping".into(), Json::Array(mappings));
-    let config: TaskConfig = serde_json::from_value(Json::Object(task)).map_err(|e| fail(e.to_string()))?;
+        .map(|(m, scripts)| engine_config(m, scripts).map_err(|e| fail(e.to_string())))
+        .collect::<Result<_, _>>()?;
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
 }
@@ -136,11 +151,21 @@ fn url(db_type: &str, conn: &Json, key: Option<&SecretKey>) -> Result<String, St
         return Err("must be a JSON object with host, port, database, username".into());
     }
     let text = |k: &str| conn.get(k).and_then(Json::as_str).map(str::to_string);
-    if conn.get("ssl").is_some_and(|v| v.as_bool() == Some(true) || v.is_object()) {
-        return Err("ssl is not supported yet by dbsync: set \"ssl\": false and use a private network".into());
+    if conn
+        .get("ssl")
+        .is_some_and(|v| v.as_bool() == Some(true) || v.is_object())
+    {
+        return Err(
+            "ssl is not supported yet by dbsync: set \"ssl\": false and use a private network"
+                .into(),
+        );
     }
     let host = text("host").ok_or("host is missing")?;
-    let scheme = if db_type == "MYSQL" { "mysql" } else { "postgres" };
+    let scheme = if db_type == "MYSQL" {
+        "mysql"
+    } else {
+        "postgres"
+    };
     let default_port = if db_type == "MYSQL" { 3306 } else { 5432 };
     let port = match conn.get("port") {
         None | Some(Json::Null) => default_port,
@@ -162,47 +187,10 @@ fn url(db_type: &str, conn: &Json, key: Option<&SecretKey>) -> Result<String, St
     } else {
         host
     };
-    Ok(format!("{scheme}://{userinfo}@{host}:{port}/{}", enc(&database)))
-}
-
-fn mapping_json(m: &Mapping, scripts: &[Script]) -> Json {
-    let scripts: Vec<Json> = scripts
-        .iter()
-        .map(|s| {
-            json!({
-                "script_id": s.script_id.to_string(),
-                "script_name": s.script_name,
-                "script_type": s.script_type,
-                "trigger_phase": s.trigger_phase,
-                "script_content": s.script_content,
-                "execution_order": s.execution_order,
-                "script_params": s.script_params,
-                "is_enabled": s.is_enabled,
-                "error_handling": s.error_handling,
-                "timeout_ms": s.timeout_ms,
-            })
-        })
-        .collect();
-    let mut v = json!({
-        "mapping_id": m.mapping_id.to_string(),
-        "source": m.source_table_fqn,
-        "target": m.target_table_fqn,
-        "column_mappings": m.column_mappings,
-        "column_filter": m.column_filter,
-        "transform_rules": m.transform_rules,
-        "conflict_resolution": m.conflict_resolution,
-        "batch_size": m.batch_size,
-        "batch_timeout_ms": m.batch_timeout_ms,
-        "is_enabled": m.is_enabled,
-        "transform_scripts": scripts,
-    });
-    if let Some(pk) = &m.primary_key_mapping {
-        v["primary_key_mapping"] = pk.clone();
-    }
-    if let Some(f) = &m.row_filter_condition {
-        v["row_filter_condition"] = json!(f);
-    }
-    v
+    Ok(format!(
+        "{scheme}://{userinfo}@{host}:{port}/{}",
+        enc(&database)
+    ))
 }
 
 #[cfg(test)]
@@ -213,7 +201,10 @@ mod tests {
     fn passwords_are_percent_encoded_so_dollar_signs_stay_literal() {
         assert_eq!(enc("p$a:ss@w/rd"), "p%24a%3Ass%40w%2Frd");
         let conn = json!({"host": "db1", "port": 5433, "database": "shop", "username": "rep"});
-        assert_eq!(url("POSTGRESQL", &conn, None).unwrap(), "postgres://rep@db1:5433/shop");
+        assert_eq!(
+            url("POSTGRESQL", &conn, None).unwrap(),
+            "postgres://rep@db1:5433/shop"
+        );
         let conn = json!({"host": "::1", "username": "u", "database": "d"});
         assert_eq!(url("MYSQL", &conn, None).unwrap(), "mysql://u@[::1]:3306/d");
     }
@@ -232,6 +223,9 @@ mod tests {
     fn encrypted_passwords_are_decrypted_into_the_url() {
         let key = SecretKey::generate();
         let conn = json!({"host": "h", "username": "u", "database": "d", "password": key.encrypt("s3$cret")});
-        assert_eq!(url("POSTGRESQL", &conn, Some(&key)).unwrap(), "postgres://u:s3%24cret@h:5432/d");
+        assert_eq!(
+            url("POSTGRESQL", &conn, Some(&key)).unwrap(),
+            "postgres://u:s3%24cret@h:5432/d"
+        );
     }
 }

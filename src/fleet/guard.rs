@@ -99,7 +99,9 @@ impl LeaseGuard {
     }
 
     fn valid_now(&self) -> bool {
-        let now = Instant::now().saturating_duration_since(self.base).as_nanos() as u64;
+        let now = Instant::now()
+            .saturating_duration_since(self.base)
+            .as_nanos() as u64;
         !self.is_lost() && now < self.deadline_ns.load(Ordering::Acquire)
     }
 }
@@ -140,7 +142,10 @@ mod tests {
         g.lose();
         assert!(g.may_commit().is_err());
         let g = LeaseGuard::new("t", Arc::new(TenantLimiter::new(10)));
-        g.extend(Instant::now() - Duration::from_secs(10), Duration::from_secs(5));
+        g.extend(
+            Instant::now() - Duration::from_secs(10),
+            Duration::from_secs(5),
+        );
         assert!(g.may_commit().is_err(), "expired");
     }
 
@@ -149,7 +154,10 @@ mod tests {
         let l = TenantLimiter::new(1000);
         assert_eq!(l.take(1000), Duration::ZERO);
         let wait = l.take(500);
-        assert!(wait >= Duration::from_millis(400) && wait <= Duration::from_millis(600), "{wait:?}");
+        assert!(
+            wait >= Duration::from_millis(400) && wait <= Duration::from_millis(600),
+            "{wait:?}"
+        );
         l.set_rate(1_000_000);
         assert_eq!(l.rate(), 1_000_000);
     }

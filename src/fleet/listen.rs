@@ -49,7 +49,9 @@ pub async fn run(db: MetaDb, wake: mpsc::Sender<()>, stop: CancellationToken) {
                     e = listen => warn!(error = %e, "cannot LISTEN on the metadata database"),
                 }
             }
-            Err(e) => warn!(error = %e, "cannot open the LISTEN connection to the metadata database"),
+            Err(e) => {
+                warn!(error = %e, "cannot open the LISTEN connection to the metadata database")
+            }
         }
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -91,7 +91,8 @@ impl CheckpointStore for MirroredStore {
     }
     fn put_source_state(&self, _task: &str, key: &str, value: &[u8]) -> engine::Result<()> {
         self.inner.put_source_state(&self.key, key, value)?;
-        self.queue.push_op(StateOp::Put(key.to_string(), value.to_vec()));
+        self.queue
+            .push_op(StateOp::Put(key.to_string(), value.to_vec()));
         Ok(())
     }
     fn delete_source_state(&self, _task: &str, key: &str) -> engine::Result<()> {
@@ -186,6 +187,7 @@ async fn write_pending(
                     task_id: t.task_id,
                     owner: &t.owner,
                     epoch: t.lease_epoch,
+                    offset_epoch: t.offset_epoch,
                     source_partition: &t.source_partition,
                     checkpoint: cp,
                     server_id: t.server_id,
@@ -234,7 +236,10 @@ pub async fn restore_if_missing(
         return Ok(false);
     }
     let conn = db.get().await.map_err(|e| e.to_string())?;
-    let Some(cp) = offsets::load(&*conn, task_id).await.map_err(|e| e.to_string())? else {
+    let Some(cp) = offsets::load(&*conn, task_id)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
         return Ok(false);
     };
     let state = offsets::load_source_state(&*conn, task_id, offset_epoch)

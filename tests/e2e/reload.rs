@@ -27,7 +27,11 @@ fn config(env: &Env, tasks: &[(&str, &str, &str)]) -> std::path::PathBuf {
 }
 
 fn hup(pid: u32) {
-    Command::new("kill").arg("-HUP").arg(pid.to_string()).status().unwrap();
+    Command::new("kill")
+        .arg("-HUP")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,23 +52,29 @@ async fn sighup_adds_changes_and_removes_tasks() {
     config(&env, &[("ta", "a", ""), ("tb", "b", "")]);
     hup(d.pid());
     wait_converged(&env, "b", "id", T).await;
-    src.batch_execute("INSERT INTO b VALUES (1000, 'x')").await.unwrap();
+    src.batch_execute("INSERT INTO b VALUES (1000, 'x')")
+        .await
+        .unwrap();
     wait_converged(&env, "b", "id", T).await;
 
     // A broken file: nothing stops.
     std::fs::write(&cfg, "[[task]]\nname = ").unwrap();
     hup(d.pid());
     wait_log(&env, "reload failed: keeping the running configuration", T).await;
-    src.batch_execute("INSERT INTO a VALUES (1000, 'y')").await.unwrap();
+    src.batch_execute("INSERT INTO a VALUES (1000, 'y')")
+        .await
+        .unwrap();
     wait_converged(&env, "a", "id", T).await;
 
     // Changed and removed: ta restarts with its new settings, tb stops.
     config(&env, &[("ta", "a", "batch_size = 77")]);
     hup(d.pid());
     wait_log(&env, "configuration changed: stopping the task", T).await;
-    src.batch_execute("INSERT INTO a VALUES (1001, 'z'); INSERT INTO b VALUES (1001, 'not replicated')")
-        .await
-        .unwrap();
+    src.batch_execute(
+        "INSERT INTO a VALUES (1001, 'z'); INSERT INTO b VALUES (1001, 'not replicated')",
+    )
+    .await
+    .unwrap();
     wait_converged(&env, "a", "id", T).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let n: i64 = env

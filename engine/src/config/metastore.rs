@@ -56,7 +56,8 @@ pub struct PoolConfig {
     /// How long a caller waits for a free connection.
     #[serde(default = "default_acquire_timeout_ms")]
     pub acquire_timeout_ms: u64,
-    /// An idle connection above `min_connections` is closed after this long.
+    /// An idle connection is closed after this long (and replaced while fewer
+    /// than `min_connections` are open).
     #[serde(default = "default_idle_timeout_secs")]
     pub idle_timeout_secs: u64,
     /// Every connection is replaced after this long (follows DNS/failover changes).

@@ -203,7 +203,7 @@ impl TaskConfig {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
         {
             return Err(bad(
-                "task names may use only letters, digits, '_', '-' and '.'".into()
+                "task names may use only letters, digits, '_', '-' and '.'".into(),
             ));
         }
         if self.batch_size == 0 || self.batch_bytes == 0 || self.queue_chunks == 0 {
@@ -364,7 +364,10 @@ target = "public.orders"
     #[test]
     fn empty_config_is_rejected() {
         let err = Config::parse("").unwrap_err().to_string();
-        assert!(err.contains("no [[task]]") && err.contains("[metastore]"), "{err}");
+        assert!(
+            err.contains("no [[task]]") && err.contains("[metastore]"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -84,10 +84,12 @@ pub async fn renew_all(
         .collect())
 }
 
-/// Gives a lease up (the task stopped here); another daemon may take it at once.
+/// Gives a lease up (the task stopped here); another daemon may take it at
+/// once. The row stays (expired) so that epochs keep increasing.
 pub async fn release(c: &impl GenericClient, lease: &Lease, owner: &str) -> MetaResult<()> {
     c.execute(
-        "DELETE FROM task_leases WHERE task_id = $1 AND owner = $2 AND epoch = $3",
+        "UPDATE task_leases SET expires_at = now() - interval '1 second'
+          WHERE task_id = $1 AND owner = $2 AND epoch = $3",
         &[&lease.task_id, &owner, &lease.epoch],
     )
     .await
@@ -104,7 +106,10 @@ pub async fn owners(c: &impl GenericClient) -> MetaResult<Vec<(Uuid, String, i64
         )
         .await
         .map_err(|e| MetaError::query("read task leases", e))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
 }
 
 /// Records that this daemon is alive (`daemon_nodes`).

@@ -118,8 +118,17 @@ mod tests {
     #[test]
     fn months_roll_over_years_both_ways() {
         let d = NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
-        assert_eq!(add_months(month_start(d), 2), NaiveDate::from_ymd_opt(2027, 1, 1).unwrap());
-        assert_eq!(add_months(month_start(d), -11), NaiveDate::from_ymd_opt(2025, 12, 1).unwrap());
-        assert_eq!(partition_name(NaiveDate::from_ymd_opt(2027, 1, 1).unwrap()), "sync_metrics_202701");
+        assert_eq!(
+            add_months(month_start(d), 2),
+            NaiveDate::from_ymd_opt(2027, 1, 1).unwrap()
+        );
+        assert_eq!(
+            add_months(month_start(d), -11),
+            NaiveDate::from_ymd_opt(2025, 12, 1).unwrap()
+        );
+        assert_eq!(
+            partition_name(NaiveDate::from_ymd_opt(2027, 1, 1).unwrap()),
+            "sync_metrics_202701"
+        );
     }
 }

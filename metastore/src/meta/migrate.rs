@@ -30,7 +30,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 pub const SCHEMA_VERSION: i32 = 1;
 
 /// Advisory lock key serializing migrations ("dbsync" in ASCII).
-const MIGRATION_LOCK: i64 = 0x0064_6273_796e_63;
+const MIGRATION_LOCK: i64 = 0x0000_6462_7379_6e63;
 
 const HISTORY_DDL: &str = "CREATE TABLE IF NOT EXISTS dbsync_schema_history (
     version    integer PRIMARY KEY,

@@ -268,7 +268,9 @@ pub async fn tenants(c: &impl GenericClient) -> MetaResult<Vec<Tenant>> {
 
 pub async fn tenant_by_code(c: &impl GenericClient, code: &str) -> MetaResult<Tenant> {
     c.query_opt(
-        &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE tenant_code = $1 AND deleted_at IS NULL"),
+        &format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE tenant_code = $1 AND deleted_at IS NULL"
+        ),
         &[&code],
     )
     .await
@@ -348,7 +350,11 @@ pub async fn bundles(c: &mut tokio_postgres::Client) -> MetaResult<Vec<TaskBundl
     let tasks = tasks(&tx, None).await?;
     let mut out = Vec::with_capacity(tasks.len());
     for task in tasks {
-        let Some(tenant) = tenants.iter().find(|t| t.tenant_id == task.tenant_id).cloned() else {
+        let Some(tenant) = tenants
+            .iter()
+            .find(|t| t.tenant_id == task.tenant_id)
+            .cloned()
+        else {
             continue; // the tenant is soft-deleted: its tasks do not run
         };
         let mut maps = Vec::new();

@@ -93,6 +93,8 @@ pub struct OffsetWrite<'a> {
     pub task_id: Uuid,
     pub owner: &'a str,
     pub epoch: i64,
+    /// The task's `offset_epoch` the checkpoint belongs to (a reset makes it stale).
+    pub offset_epoch: i32,
     pub source_partition: &'a Json,
     pub checkpoint: &'a Checkpoint,
     pub server_id: Option<u32>,
@@ -104,7 +106,7 @@ pub enum WriteOutcome {
     Written,
     /// The stored offset is ahead (or equal with a newer epoch): left alone.
     NotNewer,
-    /// This daemon no longer holds the lease.
+    /// This daemon no longer holds the lease, or the offset was reset since.
     Fenced,
 }
 
@@ -123,6 +125,7 @@ pub async fn write(c: &impl GenericClient, w: &OffsetWrite<'_>) -> MetaResult<Wr
              SELECT $1, $2, $3, $4, $5, $6, $7, now()
               WHERE EXISTS (SELECT 1 FROM task_leases l WHERE l.task_id = $1 AND l.owner = $8
                                 AND l.epoch = $7 AND l.expires_at > now())
+                AND EXISTS (SELECT 1 FROM sync_tasks t WHERE t.task_id = $1 AND t.offset_epoch = $9)
              ON CONFLICT (task_id, source_partition) DO UPDATE
                 SET source_offset = EXCLUDED.source_offset, snapshot_offset = EXCLUDED.snapshot_offset,
                     position_key = EXCLUDED.position_key, checkpoint = EXCLUDED.checkpoint,
@@ -139,6 +142,7 @@ pub async fn write(c: &impl GenericClient, w: &OffsetWrite<'_>) -> MetaResult<Wr
                 &whole,
                 &w.epoch,
                 &w.owner,
+                &w.offset_epoch,
             ],
         )
         .await

@@ -63,10 +63,20 @@ impl FleetEnv {
 
     /// Inserts a RUNNING PostgreSQL → PostgreSQL task of `tenant` mapping
     /// `public.<table>` for each table; returns its id.
-    pub async fn add_task(&self, tenant: &str, code: &str, mode: &str, tables: &[&str], connector: serde_json::Value) -> Uuid {
+    pub async fn add_task(
+        &self,
+        tenant: &str,
+        code: &str,
+        mode: &str,
+        tables: &[&str],
+        connector: serde_json::Value,
+    ) -> Uuid {
         let meta = self.meta().await;
         let tenant_id: Uuid = meta
-            .query_one("SELECT tenant_id FROM tenants WHERE tenant_code = $1", &[&tenant])
+            .query_one(
+                "SELECT tenant_id FROM tenants WHERE tenant_code = $1",
+                &[&tenant],
+            )
             .await
             .unwrap()
             .get(0);
@@ -149,15 +159,25 @@ impl FleetEnv {
     pub async fn set_status(&self, task_id: Uuid, status: &str) {
         self.meta()
             .await
-            .execute("UPDATE sync_tasks SET status = $2 WHERE task_id = $1", &[&task_id, &status])
+            .execute(
+                "UPDATE sync_tasks SET status = $2 WHERE task_id = $1",
+                &[&task_id, &status],
+            )
             .await
             .unwrap();
     }
 
-    pub async fn task_field<T: for<'a> tokio_postgres::types::FromSql<'a>>(&self, task_id: Uuid, column: &str) -> T {
+    pub async fn task_field<T: for<'a> tokio_postgres::types::FromSql<'a>>(
+        &self,
+        task_id: Uuid,
+        column: &str,
+    ) -> T {
         self.meta()
             .await
-            .query_one(&format!("SELECT {column} FROM sync_tasks WHERE task_id = $1"), &[&task_id])
+            .query_one(
+                &format!("SELECT {column} FROM sync_tasks WHERE task_id = $1"),
+                &[&task_id],
+            )
             .await
             .unwrap()
             .get(0)
@@ -167,7 +187,10 @@ impl FleetEnv {
     pub async fn owner(&self, task_id: Uuid) -> Option<String> {
         self.meta()
             .await
-            .query_opt("SELECT owner FROM task_leases WHERE task_id = $1 AND expires_at > now()", &[&task_id])
+            .query_opt(
+                "SELECT owner FROM task_leases WHERE task_id = $1 AND expires_at > now()",
+                &[&task_id],
+            )
             .await
             .unwrap()
             .map(|r| r.get(0))
@@ -197,7 +220,10 @@ where
             return v;
         }
         if start.elapsed() > timeout {
-            panic!("{what}: not within {timeout:?}\n--- logs ---\n{}", env.all_logs());
+            panic!(
+                "{what}: not within {timeout:?}\n--- logs ---\n{}",
+                env.all_logs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -42,12 +42,31 @@ async fn tasks_follow_status_changes_and_a_failing_task_is_isolated() {
     let env = FleetEnv::new().await;
     env.source().await.batch_execute(ORDERS).await.unwrap();
     insert(&env, 1, 2000).await;
-    let good = env.add_task("default", "orders", "FULL_INCREMENTAL", &["orders"], json!({"status_interval_secs": 1})).await;
+    let good = env
+        .add_task(
+            "default",
+            "orders",
+            "FULL_INCREMENTAL",
+            &["orders"],
+            json!({"status_interval_secs": 1}),
+        )
+        .await;
     // A definite failure: a source type this build cannot read.
-    let bad = env.add_task("default", "legacy", "FULL_INCREMENTAL", &["orders"], json!({})).await;
+    let bad = env
+        .add_task(
+            "default",
+            "legacy",
+            "FULL_INCREMENTAL",
+            &["orders"],
+            json!({}),
+        )
+        .await;
     env.meta()
         .await
-        .execute("UPDATE sync_tasks SET source_db_type = 'ORACLE' WHERE task_id = $1", &[&bad])
+        .execute(
+            "UPDATE sync_tasks SET source_db_type = 'ORACLE' WHERE task_id = $1",
+            &[&bad],
+        )
         .await
         .unwrap();
     let d = env.spawn("a");
@@ -70,7 +89,12 @@ async fn tasks_follow_status_changes_and_a_failing_task_is_isolated() {
     // Resume: it continues from its checkpoint (no second copy).
     env.set_status(good, "RUNNING").await;
     wait_same(&env, "orders", T).await;
-    assert_eq!(env.log("a").matches("table copied").count(), 1, "{}", env.log("a"));
+    assert_eq!(
+        env.log("a").matches("table copied").count(),
+        1,
+        "{}",
+        env.log("a")
+    );
 
     // The offsets mirror follows the checkpoint, readable as the spec says.
     let meta = env.meta().await;
@@ -81,7 +105,8 @@ async fn tasks_follow_status_changes_and_a_failing_task_is_isolated() {
         )
         .await
         .unwrap();
-    let (offset, snap, keyed): (serde_json::Value, serde_json::Value, bool) = (row.get(0), row.get(1), row.get(2));
+    let (offset, snap, keyed): (serde_json::Value, serde_json::Value, bool) =
+        (row.get(0), row.get(1), row.get(2));
     assert!(offset["lsn"].is_string(), "{offset}");
     assert_eq!(snap["snapshot_completed"], true, "{snap}");
     assert!(keyed);
@@ -108,12 +133,24 @@ async fn a_killed_daemons_task_moves_to_another_and_resumes_from_the_mirror() {
     let env = FleetEnv::new().await;
     env.source().await.batch_execute(ORDERS).await.unwrap();
     insert(&env, 1, 5000).await;
-    let task = env.add_task("default", "orders", "FULL_INCREMENTAL", &["orders"], json!({"status_interval_secs": 1})).await;
+    let task = env
+        .add_task(
+            "default",
+            "orders",
+            "FULL_INCREMENTAL",
+            &["orders"],
+            json!({"status_interval_secs": 1}),
+        )
+        .await;
     let a = env.spawn("a");
     let b = env.spawn("b");
     wait_same(&env, "orders", T).await;
     let owner = wait_for(&env, "an owner", T, || async { env.owner(task).await }).await;
-    let (victim, survivor, other) = if owner == "a" { (a, b, "b") } else { (b, a, "a") };
+    let (victim, survivor, other) = if owner == "a" {
+        (a, b, "b")
+    } else {
+        (b, a, "a")
+    };
     // Writes continue across the kill.
     let src = env.source().await;
     let writer = tokio::spawn(async move {
@@ -137,7 +174,10 @@ async fn a_killed_daemons_task_moves_to_another_and_resumes_from_the_mirror() {
     wait_owner(&env, task, Some(other)).await;
     let moved_after = killed_at.elapsed();
     eprintln!("task moved to daemon {other} {moved_after:?} after the kill");
-    assert!(moved_after < Duration::from_secs(30), "failover took {moved_after:?}");
+    assert!(
+        moved_after < Duration::from_secs(30),
+        "failover took {moved_after:?}"
+    );
     writer.await.unwrap();
     wait_same(&env, "orders", T).await;
     assert!(
@@ -168,8 +208,24 @@ async fn quotas_suspension_full_only_and_schedules() {
         )
         .await
         .unwrap();
-    let over = env.add_task("small", "orders", "INCREMENTAL_ONLY", &["orders"], json!({})).await;
-    let other = env.add_task("default", "orders2", "FULL_INCREMENTAL", &["orders"], json!({})).await;
+    let over = env
+        .add_task(
+            "small",
+            "orders",
+            "INCREMENTAL_ONLY",
+            &["orders"],
+            json!({}),
+        )
+        .await;
+    let other = env
+        .add_task(
+            "default",
+            "orders2",
+            "FULL_INCREMENTAL",
+            &["orders"],
+            json!({}),
+        )
+        .await;
     let d = env.spawn("a");
     wait_status(&env, over, "FAILED").await;
     let err: String = env.task_field(over, "last_error").await;
@@ -181,22 +237,35 @@ async fn quotas_suspension_full_only_and_schedules() {
     // A SUSPENDED tenant's tasks pause; ACTIVE again, they resume.
     env.meta()
         .await
-        .execute("UPDATE tenants SET status = 'SUSPENDED' WHERE tenant_code = 'default'", &[])
+        .execute(
+            "UPDATE tenants SET status = 'SUSPENDED' WHERE tenant_code = 'default'",
+            &[],
+        )
         .await
         .unwrap();
     wait_owner(&env, other, None).await;
     env.meta()
         .await
-        .execute("UPDATE tenants SET status = 'ACTIVE' WHERE tenant_code = 'default'", &[])
+        .execute(
+            "UPDATE tenants SET status = 'ACTIVE' WHERE tenant_code = 'default'",
+            &[],
+        )
         .await
         .unwrap();
     wait_owner(&env, other, Some("a")).await;
 
     // The schedule re-runs the completed copy (next minute boundary) with a fresh offset epoch.
-    env.source().await.batch_execute("INSERT INTO items VALUES (5000, 'late')").await.unwrap();
-    wait_for(&env, "a scheduled re-run", Duration::from_secs(150), || async {
-        (env.task_field::<i32>(copy, "offset_epoch").await >= 1).then_some(())
-    })
+    env.source()
+        .await
+        .batch_execute("INSERT INTO items VALUES (5000, 'late')")
+        .await
+        .unwrap();
+    wait_for(
+        &env,
+        "a scheduled re-run",
+        Duration::from_secs(150),
+        || async { (env.task_field::<i32>(copy, "offset_epoch").await >= 1).then_some(()) },
+    )
     .await;
     wait_status(&env, copy, "COMPLETED").await;
     wait_same(&env, "items", T).await;
@@ -208,6 +277,48 @@ async fn quotas_suspension_full_only_and_schedules() {
         .unwrap()
         .get(0);
     assert!(runs >= 1);
+
+    // The monitor writes the running task's health, totals and 1MIN metric rows.
+    env.source()
+        .await
+        .batch_execute("INSERT INTO orders VALUES (1, 'a', 1), (2, 'b', 2)")
+        .await
+        .unwrap();
+    let meta = env.meta().await;
+    let types: Vec<String> = wait_for(&env, "sync_metrics rows", Duration::from_secs(150), || async {
+        let rows = meta
+            .query(
+                "SELECT DISTINCT metric_type FROM sync_metrics WHERE task_id = $1 AND time_window = '1MIN' ORDER BY 1",
+                &[&other],
+            )
+            .await
+            .unwrap();
+        let t: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        (t.len() == 6).then_some(t)
+    })
+    .await;
+    assert_eq!(
+        types,
+        [
+            "CPU",
+            "ERROR_RATE",
+            "LAG",
+            "LATENCY",
+            "MEMORY",
+            "THROUGHPUT"
+        ]
+    );
+    wait_for(
+        &env,
+        "health and totals",
+        Duration::from_secs(150),
+        || async {
+            let health: String = env.task_field(other, "health_status").await;
+            let total: i64 = env.task_field(other, "total_records_synced").await;
+            (health == "HEALTHY" && total >= 2).then_some(())
+        },
+    )
+    .await;
     assert_eq!(d.terminate(), Some(0), "{}", env.log("a"));
 }
 
@@ -216,9 +327,19 @@ async fn the_tenant_rate_limit_paces_the_stream() {
     let env = FleetEnv::new().await;
     env.source().await.batch_execute(ORDERS).await.unwrap();
     env.add_tenant("slow", 10, 1500).await;
-    env.add_task("slow", "orders", "FULL_INCREMENTAL", &["orders"], json!({"batch_size": 500})).await;
+    env.add_task(
+        "slow",
+        "orders",
+        "FULL_INCREMENTAL",
+        &["orders"],
+        json!({"batch_size": 500}),
+    )
+    .await;
     let d = env.spawn("a");
-    wait_for(&env, "streaming", T, || async { env.log("a").contains("streaming changes").then_some(()) }).await;
+    wait_for(&env, "streaming", T, || async {
+        env.log("a").contains("streaming changes").then_some(())
+    })
+    .await;
     // 6000 rows committed at once: 1500 rows of burst, then 1500 rows/s, so they
     // cannot all land in under 3 s after the commit (a slow machine only makes it longer).
     let committed = Instant::now();
@@ -226,7 +347,10 @@ async fn the_tenant_rate_limit_paces_the_stream() {
     wait_same(&env, "orders", T).await;
     let took = committed.elapsed();
     eprintln!("6000 rows at a 1500 rows/s tenant limit took {took:?}");
-    assert!(took >= Duration::from_millis(2900), "6000 rows at 1500 rows/s took only {took:?}");
+    assert!(
+        took >= Duration::from_millis(2900),
+        "6000 rows at 1500 rows/s took only {took:?}"
+    );
     drop(d);
 }
 
@@ -257,5 +381,8 @@ async fn a_database_with_another_schema_version_is_refused() {
     assert!(text.contains("ok   ensure_metastore_reachable"), "{text}");
     assert!(text.contains("ok   ensure_metastore_writable"), "{text}");
     assert!(text.contains("ok   ensure_secret_key_readable"), "{text}");
-    assert!(text.contains("FAIL ensure_metastore_schema") && text.contains("upgrade dbsync"), "{text}");
+    assert!(
+        text.contains("FAIL ensure_metastore_schema") && text.contains("upgrade dbsync"),
+        "{text}"
+    );
 }

@@ -70,11 +70,15 @@ impl Transition {
         if from.contains(&current) {
             return Ok(to);
         }
-        let hint = match (self, current) {
-            (_, s) if s == to => format!("it is already {to}"),
-            (Transition::Pause, _) => "only a RUNNING task can be paused".into(),
-            (Transition::Resume, "RUNNING") => "it is already RUNNING".into(),
-            (Transition::Resume, _) => {
+        if current == to {
+            return Err(format!(
+                "cannot {} the task: it is already {current}",
+                self.verb()
+            ));
+        }
+        let hint = match self {
+            Transition::Pause => "only a RUNNING task can be paused".into(),
+            Transition::Resume => {
                 "only a PAUSED task can be resumed; use `dbsync task start`".into()
             }
             _ => format!("allowed from {}", from.join(", ")),
@@ -249,7 +253,7 @@ mod unit {
         }
         let e = Start.apply("RUNNING").unwrap_err();
         assert!(
-            e.contains("status is RUNNING") && e.contains("already RUNNING"),
+            e.contains("already RUNNING") && !e.contains("status is"),
             "{e}"
         );
         let e = Pause.apply("STOPPED").unwrap_err();

@@ -81,7 +81,8 @@ pub(crate) async fn commit(tx: Transaction<'_>, what: &str) -> MetaResult<()> {
 }
 
 /// Records a refused operation as a `FAILED` audit row, commits that row
-/// (nothing else was changed in `tx`) and returns the refusal.
+/// and returns the refusal. Call it only before `tx` has changed anything
+/// (it commits whatever `tx` holds).
 pub(crate) async fn refuse(
     tx: Transaction<'_>,
     actor: &Actor,

@@ -217,7 +217,7 @@ async fn quota_and_illegal_changes_are_refused_and_audited_as_failed() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("status is RUNNING"), "{e}");
+    assert!(e.contains("already RUNNING"), "{e}");
     // Reset while RUNNING: refused, the offsets stay.
     let acme = crate::meta::model::tenant_by_code(&c, "acme")
         .await
