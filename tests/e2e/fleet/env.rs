@@ -23,6 +23,14 @@ pub struct FleetEnv {
 
 impl FleetEnv {
     pub async fn new() -> Self {
+        let env = Self::unmigrated().await;
+        let mut meta = env.meta().await;
+        metastore::meta::migrate(&mut meta).await.unwrap();
+        env
+    }
+
+    /// The databases and the key file, with no schema in `meta` yet.
+    pub async fn unmigrated() -> Self {
         let pg = PgServer::start(PgOptions {
             auth: PgAuth::Password {
                 method: "scram-sha-256".into(),
@@ -36,10 +44,7 @@ impl FleetEnv {
         let dir = tempfile::tempdir().unwrap();
         let key = SecretKey::generate();
         key.write_new(&dir.path().join("secret.key")).unwrap();
-        let env = Self { pg, dir, key };
-        let mut meta = env.meta().await;
-        metastore::meta::migrate(&mut meta).await.unwrap();
-        env
+        Self { pg, dir, key }
     }
 
     pub async fn meta(&self) -> Client {

@@ -3,6 +3,7 @@
 //! offsets mirror and secrets kept out of logs.
 
 mod env;
+mod operator;
 
 use std::time::{Duration, Instant};
 
