@@ -141,6 +141,8 @@ pub struct TaskEntry {
     pub meta: Option<TaskMeta>,
     /// Errors seen since the entry was added (transient ones included).
     pub errors_total: std::sync::atomic::AtomicU64,
+    /// The mapping and script statistics of the current run.
+    mapping_stats: Mutex<Option<engine::mapping::StatsHandle>>,
     status: Mutex<Status>,
 }
 
@@ -178,6 +180,7 @@ impl Registry {
             stats: Arc::new(TaskStats::default()),
             meta,
             errors_total: std::sync::atomic::AtomicU64::new(0),
+            mapping_stats: Mutex::new(None),
             status: Mutex::new(Status {
                 run: Run::Running,
                 since: Utc::now(),
@@ -246,6 +249,19 @@ impl TaskEntry {
             kind: m::error_kind(e),
             at: Utc::now(),
         });
+    }
+
+    /// A run started with these mappings (their statistics count from zero).
+    pub fn set_mapping_stats(&self, h: engine::mapping::StatsHandle) {
+        *self.mapping_stats.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+    }
+
+    /// The mapping and script statistics of the current run, if one started.
+    pub fn mapping_stats(&self) -> Option<engine::mapping::StatsHandle> {
+        self.mapping_stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The message of the last error, if any.

@@ -40,14 +40,7 @@ pub async fn supervise(
     loop {
         let started = Instant::now();
         entry.starting();
-        let result = run_once(
-            &task,
-            store.clone(),
-            entry.stats.clone(),
-            guard.clone(),
-            stop.clone(),
-        )
-        .await;
+        let result = run_once(&task, store.clone(), &entry, guard.clone(), stop.clone()).await;
         match result {
             Ok(RunOutcome::Completed) => {
                 entry.completed();
@@ -93,7 +86,7 @@ pub async fn supervise(
 async fn run_once(
     task: &TaskConfig,
     store: Arc<dyn CheckpointStore>,
-    stats: Arc<TaskStats>,
+    entry: &TaskEntry,
     guard: Option<Arc<dyn TaskGuard>>,
     stop: CancellationToken,
 ) -> engine::Result<RunOutcome> {
@@ -103,14 +96,16 @@ async fn run_once(
     let _target_open = ConnectionGuard::open(&task.name, ConnectionRole::Target);
     let mut opts = PipelineOptions::from(task);
     opts.guard = guard;
+    let router = TableRouter::new(&task.mapping);
+    entry.set_mapping_stats(router.stats_handle());
     run_pipeline(
         &task.name,
         source,
         sink,
         store,
-        TableRouter::new(&task.mapping),
+        router,
         opts,
-        stats,
+        entry.stats.clone(),
         stop,
     )
     .await

@@ -83,6 +83,7 @@ pub async fn run_with(db: MetaDb, registry: Arc<Registry>, stop: CancellationTok
     let period = opts.period.max(Duration::from_millis(100));
     let mut m = Monitor::new();
     let mut last_housekeeping: Option<Instant> = None;
+    let mut mapping_stats = mapping_stats::MappingStatsSync::default();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -97,6 +98,9 @@ pub async fn run_with(db: MetaDb, registry: Arc<Registry>, stop: CancellationTok
                     warn!(timeout_secs = period.as_secs_f64(), "metadata database writes timed out: retrying next window");
                 }
             }
+        }
+        if let Err(e) = mapping_stats.flush(&db, &registry).await {
+            warn!(error = %e, "cannot write mapping and script statistics; retrying next window");
         }
         if last_housekeeping.is_none_or(|t| t.elapsed() >= opts.housekeeping_every) {
             tokio::select! {
@@ -117,6 +121,10 @@ pub async fn run_with(db: MetaDb, registry: Arc<Registry>, stop: CancellationTok
         .is_err()
     {
         warn!("could not write the last monitoring window before stopping");
+    }
+    if let Ok(Err(e)) = tokio::time::timeout(FINAL_FLUSH, mapping_stats.flush(&db, &registry)).await
+    {
+        warn!(error = %e, "could not write mapping statistics before stopping");
     }
 }
 
@@ -487,3 +495,5 @@ impl Monitor {
 
 #[cfg(test)]
 mod tests;
+
+mod mapping_stats;

@@ -29,6 +29,8 @@ pub(crate) struct ColumnSpec {
 pub struct CompiledMapping {
     /// The source as written (names the mapping in messages).
     pub name: String,
+    /// `table_mappings.mapping_id`, for mappings from the metadata database.
+    pub mapping_id: Option<String>,
     /// `is_enabled`.
     pub enabled: bool,
     pub(crate) source: TablePattern,
@@ -76,10 +78,11 @@ impl MappingStats {
         }
     }
 
-    pub(crate) fn snapshot(&self, mapping: &str) -> MappingStatsSnapshot {
+    pub(crate) fn snapshot(&self, mapping: &str, mapping_id: Option<&str>) -> MappingStatsSnapshot {
         let last = self.last_sync_us.load(Ordering::Relaxed);
         MappingStatsSnapshot {
             mapping: mapping.to_string(),
+            mapping_id: mapping_id.map(str::to_string),
             total_rows_synced: self.synced.load(Ordering::Relaxed),
             last_sync_time: (last != 0)
                 .then(|| chrono::DateTime::from_timestamp_micros(last))
@@ -94,6 +97,8 @@ impl MappingStats {
 pub struct MappingStatsSnapshot {
     /// The mapping's source, as written.
     pub mapping: String,
+    /// `table_mappings.mapping_id`, when the mapping has one.
+    pub mapping_id: Option<String>,
     /// Row changes committed in the target (snapshot rows included).
     pub total_rows_synced: u64,
     /// When rows of this mapping were last committed.
@@ -255,6 +260,7 @@ impl CompiledMapping {
         }
         Ok(Self {
             name: cfg.source.clone(),
+            mapping_id: cfg.mapping_id.clone(),
             enabled: cfg.is_enabled,
             source,
             excludes,

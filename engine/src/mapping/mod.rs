@@ -276,7 +276,10 @@ pub struct StatsHandle(Arc<[Arc<CompiledMapping>]>);
 impl StatsHandle {
     /// Every mapping's `total_rows_synced` and `last_sync_time` now.
     pub fn mappings(&self) -> Vec<MappingStatsSnapshot> {
-        self.0.iter().map(|m| m.stats.snapshot(&m.name)).collect()
+        self.0
+            .iter()
+            .map(|m| m.stats.snapshot(&m.name, m.mapping_id.as_deref()))
+            .collect()
     }
 
     /// The statistics of every enabled script now.

@@ -145,3 +145,44 @@ pub async fn start_scheduled_run(
         .map_err(|e| MetaError::query("commit a scheduled run", e))?;
     Ok(true)
 }
+
+/// Adds rows synced through a mapping since the last call.
+pub async fn add_mapping_stats(
+    c: &impl GenericClient,
+    mapping_id: Uuid,
+    rows: i64,
+    last_sync: Option<DateTime<Utc>>,
+) -> MetaResult<()> {
+    c.execute(
+        "UPDATE table_mappings SET total_rows_synced = total_rows_synced + $2,
+                last_sync_time = GREATEST(last_sync_time, $3)
+          WHERE mapping_id = $1 AND deleted_at IS NULL",
+        &[&mapping_id, &rows, &last_sync],
+    )
+    .await
+    .map_err(|e| MetaError::query("record mapping statistics", e))?;
+    Ok(())
+}
+
+/// Adds `runs` executions taking `total_ms` in all to a script's statistics
+/// (the average is kept over every run).
+pub async fn add_script_stats(
+    c: &impl GenericClient,
+    script_id: Uuid,
+    runs: i64,
+    total_ms: f64,
+    last_run: Option<DateTime<Utc>>,
+) -> MetaResult<()> {
+    c.execute(
+        "UPDATE transform_scripts SET
+                average_execution_time_ms = (average_execution_time_ms * execution_count + $3)
+                                            / NULLIF(execution_count + $2, 0),
+                execution_count = execution_count + $2,
+                last_execution_time = GREATEST(last_execution_time, $4)
+          WHERE script_id = $1 AND deleted_at IS NULL",
+        &[&script_id, &runs, &total_ms, &last_run],
+    )
+    .await
+    .map_err(|e| MetaError::query("record script statistics", e))?;
+    Ok(())
+}

@@ -320,6 +320,18 @@ async fn quotas_suspension_full_only_and_schedules() {
         },
     )
     .await;
+    // Per-mapping totals follow (table_mappings.total_rows_synced, last_sync_time).
+    wait_for(&env, "mapping statistics", Duration::from_secs(150), || async {
+        let row = meta
+            .query_one(
+                "SELECT total_rows_synced, last_sync_time IS NOT NULL FROM table_mappings WHERE task_id = $1",
+                &[&other],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i64>(0) >= 2 && row.get::<_, bool>(1)).then_some(())
+    })
+    .await;
     assert_eq!(d.terminate(), Some(0), "{}", env.log("a"));
 }
 

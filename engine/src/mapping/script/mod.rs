@@ -56,6 +56,8 @@ pub struct ScriptStatsSnapshot {
     /// The mapping's source, as written.
     pub mapping: String,
     pub script_name: String,
+    /// `transform_scripts.script_id`, when the script has one.
+    pub script_id: Option<String>,
     /// Runs, successful or not (`execution_count`).
     pub execution_count: u64,
     /// Mean time of a run (`average_execution_time_ms`).
@@ -74,6 +76,8 @@ pub struct ScriptStatsSnapshot {
 pub struct Script {
     /// `script_name`.
     pub name: String,
+    /// `script_id`, for scripts from the metadata database.
+    pub id: Option<String>,
     /// The mapping's source, as written.
     pub mapping: String,
     /// `trigger_phase`.
@@ -142,6 +146,7 @@ impl Script {
             };
         Ok(Self {
             name: cfg.script_name.clone(),
+            id: cfg.script_id.clone(),
             mapping: mapping.to_string(),
             phase: cfg.trigger_phase,
             order: cfg.execution_order,
@@ -176,6 +181,7 @@ impl Script {
         ScriptStatsSnapshot {
             mapping: self.mapping.clone(),
             script_name: self.name.clone(),
+            script_id: self.id.clone(),
             execution_count: n,
             average_execution_time_ms: if n == 0 {
                 0.0
