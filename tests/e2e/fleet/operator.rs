@@ -116,7 +116,7 @@ async fn an_operator_creates_runs_pauses_and_fails_over_a_task_with_the_cli() {
         .unwrap()
         .parse()
         .unwrap();
-    let owner = wait_for(&env, "an owner", T, || async { env.owner(task_id).await }).await;
+    wait_for(&env, "an owner", T, || async { env.owner(task_id).await }).await;
 
     cli(
         &env,
