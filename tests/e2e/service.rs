@@ -1,6 +1,7 @@
-//! dbsync as a system service: the systemd notification protocol spoken by the
-//! real daemon (READY, WATCHDOG, STOPPING), the unit file as systemd itself
-//! judges it, the Debian package, the example configs, and `dbsync secret`.
+//! dbsync as a system service: the systemd notification protocol spoken by
+//! the real daemon (READY, WATCHDOG, RELOADING, STOPPING), the unit file as
+//! systemd itself judges it, the Debian package, the example configs, and
+//! `dbsync secret`.
 
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
@@ -118,6 +119,20 @@ async fn the_daemon_tells_systemd_ready_watchdog_and_stopping() {
         elapsed >= Duration::from_millis(1000),
         "4 pings in {elapsed:?}: faster than every WATCHDOG_USEC/2"
     );
+    // SIGHUP (the unit's ExecReload) re-reads the config: RELOADING=1 with
+    // the monotonic time (Type=notify-reload's form), then READY=1 again.
+    let hup = Command::new("kill")
+        .args(["-HUP", &d.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let reloading = wait_for(&sock, &env, "RELOADING=1", |m| {
+        m.starts_with("RELOADING=1\n")
+    });
+    assert!(reloading.contains("\nMONOTONIC_USEC="), "{reloading}");
+    wait_for(&sock, &env, "READY=1 after the reload", |m| {
+        m.contains("READY=1")
+    });
     assert_eq!(d.terminate(), Some(0), "clean exit:\n{}", env.log());
     // The process has exited: everything it sent is queued.
     let mut rest = Vec::new();
@@ -455,13 +470,13 @@ fn the_debian_package_holds_binary_unit_config_and_user_setup() {
     let target = dir.path().join("target");
     std::fs::create_dir_all(target.join("release")).unwrap();
     std::fs::copy(BIN, target.join("release/dbsync")).unwrap();
-    let deb = dir.path().join("dbsync.deb");
+    let debs = dir.path().join("debs");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(&cargo)
         .current_dir(repo())
         .env("CARGO_TARGET_DIR", &target)
         .args(["deb", "--no-build", "--fast", "--output"])
-        .arg(&deb)
+        .arg(format!("{}/", debs.display()))
         .output()
         .unwrap();
     assert!(
@@ -469,6 +484,10 @@ fn the_debian_package_holds_binary_unit_config_and_user_setup() {
         "cargo deb failed (install it with `cargo install cargo-deb --locked`; .ci/run does):\n{}",
         text(&out)
     );
+    let version = env!("CARGO_PKG_VERSION");
+    let deb = debs.join(format!("dbsync_{version}-1_amd64.deb"));
+    let dbgsym = debs.join(format!("dbsync-dbgsym_{version}-1_amd64.ddeb"));
+    assert!(deb.is_file() && dbgsym.is_file(), "{}", text(&out));
     let dpkg = |args: &[&str]| {
         let out = tool(
             Command::new("dpkg-deb").args(args).arg(&deb),
@@ -550,6 +569,18 @@ fn the_debian_package_holds_binary_unit_config_and_user_setup() {
         .output()
         .unwrap();
     assert!(text(&out).starts_with("dbsync "), "{}", text(&out));
+    let sections = tool(
+        Command::new("readelf")
+            .args(["-S", "-W"])
+            .arg(root.join("usr/bin/dbsync")),
+        "readelf is missing: apt-get install -y binutils",
+    );
+    let sections = String::from_utf8_lossy(&sections.stdout);
+    assert!(
+        !sections.contains(".debug_info") && !sections.contains(".debug_line"),
+        "the packaged binary still carries debug info (it belongs in dbsync-dbgsym)"
+    );
+    assert!(sections.contains(".gnu_debuglink"), "{sections}");
     assert_eq!(
         std::fs::read_to_string(root.join("usr/lib/systemd/system/dbsync.service")).unwrap(),
         std::fs::read_to_string(repo().join(UNIT)).unwrap()
