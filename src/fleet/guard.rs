@@ -62,9 +62,8 @@ impl TenantLimiter {
 /// One task's guard in fleet mode.
 #[derive(Debug)]
 pub struct LeaseGuard {
-    base: Instant,
-    /// Nanoseconds after `base` until which commits are allowed.
-    deadline_ns: AtomicU64,
+    /// Until when commits are allowed (`None`: not yet).
+    deadline: Mutex<Option<Instant>>,
     lost: AtomicBool,
     limiter: Arc<TenantLimiter>,
     task: String,
@@ -73,8 +72,7 @@ pub struct LeaseGuard {
 impl LeaseGuard {
     pub fn new(task: &str, limiter: Arc<TenantLimiter>) -> Self {
         Self {
-            base: Instant::now(),
-            deadline_ns: AtomicU64::new(0),
+            deadline: Mutex::new(None),
             lost: AtomicBool::new(false),
             limiter,
             task: task.to_string(),
@@ -84,9 +82,11 @@ impl LeaseGuard {
     /// A renewal (or the acquisition) sent at `sent` succeeded: commits are
     /// allowed until `sent + valid_for`.
     pub fn extend(&self, sent: Instant, valid_for: Duration) {
-        let until = sent.saturating_duration_since(self.base) + valid_for;
-        self.deadline_ns
-            .fetch_max(until.as_nanos() as u64, Ordering::AcqRel);
+        let until = sent + valid_for;
+        let mut d = self.deadline.lock().unwrap_or_else(|p| p.into_inner());
+        if d.is_none_or(|cur| until > cur) {
+            *d = Some(until);
+        }
     }
 
     /// The lease is gone: no commit from now on.
@@ -99,10 +99,8 @@ impl LeaseGuard {
     }
 
     fn valid_now(&self) -> bool {
-        let now = Instant::now()
-            .saturating_duration_since(self.base)
-            .as_nanos() as u64;
-        !self.is_lost() && now < self.deadline_ns.load(Ordering::Acquire)
+        let deadline = *self.deadline.lock().unwrap_or_else(|p| p.into_inner());
+        !self.is_lost() && deadline.is_some_and(|d| Instant::now() < d)
     }
 }
 
