@@ -153,7 +153,7 @@ mod tests {
         assert_eq!(l.take(1000), Duration::ZERO);
         let wait = l.take(500);
         assert!(
-            wait >= Duration::from_millis(400) && wait <= Duration::from_millis(600),
+            wait >= Duration::from_millis(250) && wait <= Duration::from_millis(600),
             "{wait:?}"
         );
         l.set_rate(1_000_000);
