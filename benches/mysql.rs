@@ -284,11 +284,32 @@ struct Sample {
     secs: f64,
     rss_mib: Option<f64>,
     cpu_secs: Option<f64>,
+    /// CPU seconds the second MariaDB (native replica and dbsync's MariaDB
+    /// target) spent while this consumer caught up.
+    replica_cpu: f64,
+}
+
+/// CPU seconds (user + system) of a process so far, from `/proc`.
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (n(11) + n(12)) as f64 / 100.0
+}
+
+fn replica_pid(s: &Servers) -> String {
+    std::fs::read_to_string(s.replica.data_dir().join("mysqld.pid"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// Times one consumer until its target shows marker `n`.
 async fn measure(s: &Servers, which: &str, d: Option<&mut Dbsync>, n: usize) -> R<Sample> {
     let want = marker(n);
+    let pid = replica_pid(s);
+    let cpu0 = cpu_secs(&pid);
     let t0 = Instant::now();
     let mut d = d;
     match d.as_deref_mut() {
@@ -313,6 +334,7 @@ async fn measure(s: &Servers, which: &str, d: Option<&mut Dbsync>, n: usize) -> 
     };
     let mut sample = Sample {
         secs,
+        replica_cpu: cpu_secs(&pid) - cpu0,
         ..Default::default()
     };
     match d {
@@ -402,7 +424,7 @@ async fn run() -> R<String> {
     let mut maria = Dbsync::new(&s, "dbsync → MariaDB", 7001)?;
     let mut pgd = Dbsync::new(&s, "dbsync → PostgreSQL", 7002)?;
     let mut table = String::from(
-        "| workload | rows | native replication rows/s | dbsync → MariaDB rows/s (× native) | dbsync → PostgreSQL rows/s | dbsync peak RSS MiB (MariaDB / PostgreSQL) | dbsync CPU s (MariaDB / PostgreSQL) |\n|---|---:|---:|---:|---:|---:|---:|\n",
+        "| workload | rows | native replication rows/s | dbsync → MariaDB rows/s (× native) | dbsync → PostgreSQL rows/s | dbsync peak RSS MiB (MariaDB / PostgreSQL) | dbsync CPU s (MariaDB / PostgreSQL) | target mariadbd CPU µs/row (native / dbsync) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut decode_from = None;
     let mut src_conn = conn(&s.src, "bench").await?;
@@ -445,7 +467,7 @@ async fn run() -> R<String> {
         let rate = |x: &Sample| w.rows as f64 / x.secs;
         let _ = writeln!(
             table,
-            "| {} | {} | {} | {} ({:.2}×) | {} | {:.0} / {:.0} | {:.2} / {:.2} |",
+            "| {} | {} | {} | {} ({:.2}×) | {} | {:.0} / {:.0} | {:.2} / {:.2} | {:.2} / {:.2} |",
             w.name,
             thousands(w.rows as f64),
             thousands(rate(&native)),
@@ -456,6 +478,8 @@ async fn run() -> R<String> {
             dp.rss_mib.unwrap_or(0.0),
             dm.cpu_secs.unwrap_or(0.0),
             dp.cpu_secs.unwrap_or(0.0),
+            native.replica_cpu * 1e6 / w.rows as f64,
+            dm.replica_cpu * 1e6 / w.rows as f64,
         );
     }
     // The decoder alone, over workloads 2–5.

@@ -108,4 +108,10 @@ impl Sink for AnySink {
             AnySink::Mysql(s) => s.rollback().await,
         }
     }
+    async fn rename_table(&mut self, from: &TableId, to: &TableId) -> engine::Result<()> {
+        match self {
+            AnySink::Postgres(s) => s.rename_table(from, to).await,
+            AnySink::Mysql(s) => s.rename_table(from, to).await,
+        }
+    }
 }

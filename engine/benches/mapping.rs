@@ -26,6 +26,7 @@ fn schema() -> Arc<TableSchema> {
         data_type: t,
         nullable: true,
         native_type: String::new(),
+        default: None,
     };
     let text = || DataType::Text { max_len: None };
     Arc::new(TableSchema {

@@ -61,6 +61,7 @@ impl TableBuf {
             upserts: Vec::with_capacity(self.ops.len()),
             likely_new: self.likely_new,
             policy: self.policy,
+            snapshot: false,
         };
         for op in self.ops {
             match op {
@@ -363,6 +364,7 @@ mod tests {
             data_type: t,
             nullable: true,
             native_type: String::new(),
+            default: None,
         };
         Arc::new(TableSchema {
             id: TableId::new("public", "t"),

@@ -77,6 +77,13 @@ pub struct TableChanges {
     /// What the sink does with rows that exist or not (the mapping's
     /// `conflict_resolution`): see [`ConflictPolicy`] for each change kind.
     pub policy: ConflictPolicy,
+    /// Rows of the initial copy (only upserts, keys disjoint from every other
+    /// change in the target transaction). They carry no transactional
+    /// constraint between them, so a sink may write them over several
+    /// connections, each committed at `commit` (a failure leaves some of them
+    /// visible, which is harmless: the copy resumes from its last checkpoint
+    /// and upserts are idempotent).
+    pub snapshot: bool,
 }
 
 impl TableChanges {
@@ -122,7 +129,13 @@ pub struct PartialUpdate {
 ///   transaction.
 /// - **Schema.** `ensure_table` is called before the first rows of a table
 ///   and whenever its source schema changes; it creates the target table when
-///   missing and adds new columns.
+///   missing, adds new columns (with the source's constant default, which
+///   existing rows get) and widens columns whose source type was widened
+///   (anything else fails with a message saying what to change).
+/// - **Renames.** `rename_table` is called, at the start of a fresh target
+///   transaction, when a source table is renamed: the target table `from`
+///   becomes `to`. A target that no longer has `from` (an earlier attempt
+///   renamed it) does nothing; one that has both fails with a definite error.
 pub trait Sink: Send + 'static {
     fn ensure_table(&mut self, table: &Arc<TableSchema>)
         -> impl Future<Output = Result<()>> + Send;
@@ -131,6 +144,24 @@ pub trait Sink: Send + 'static {
     fn truncate(&mut self, table: &TableId) -> impl Future<Output = Result<()>> + Send;
     fn commit(&mut self) -> impl Future<Output = Result<()>> + Send;
     fn rollback(&mut self) -> impl Future<Output = Result<()>> + Send;
+    /// Renames target table `from` to `to` (see **Renames** above). Targets
+    /// that cannot rename tables refuse with a definite error.
+    fn rename_table(
+        &mut self,
+        from: &TableId,
+        to: &TableId,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let msg = format!(
+            "source table renamed: this target cannot rename table {from} to {to}; rename it \
+             yourself, then restart the task"
+        );
+        async move {
+            Err(Error::Sink {
+                class: crate::ErrorClass::Definite,
+                message: msg,
+            })
+        }
+    }
 }
 
 /// Durable storage of [`Checkpoint`]s, one per task.

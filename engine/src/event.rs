@@ -63,6 +63,18 @@ pub struct Relation {
     pub table: Arc<TableSchema>,
 }
 
+/// A table was renamed at the source (MySQL `RENAME TABLE`, `ALTER TABLE
+/// ... RENAME TO`): the rows the target holds under the old table's name
+/// belong to the new one. `from` is the table as it was (its columns as of
+/// the rename), `to` the table afterwards. Sent before any `Relation` or row
+/// of `to`, inside the DDL's transaction.
+#[derive(Debug, Clone)]
+pub struct Rename {
+    pub offset: Offset,
+    pub from: Arc<TableSchema>,
+    pub to: Arc<TableSchema>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Commit {
     pub offset: Offset,
@@ -101,6 +113,7 @@ pub enum ChangeEvent {
     Delete(Delete),
     Truncate(Truncate),
     Relation(Relation),
+    Rename(Rename),
     Commit(Commit),
     Heartbeat(Heartbeat),
     SnapshotChunk(SnapshotChunk),
@@ -117,6 +130,7 @@ impl ChangeEvent {
             ChangeEvent::Delete(e) => Some(&e.offset),
             ChangeEvent::Truncate(e) => Some(&e.offset),
             ChangeEvent::Relation(e) => Some(&e.offset),
+            ChangeEvent::Rename(e) => Some(&e.offset),
             ChangeEvent::Commit(e) => Some(&e.offset),
             ChangeEvent::Heartbeat(e) => Some(&e.resume),
             ChangeEvent::SnapshotChunk(_) | ChangeEvent::SnapshotDone(_) => None,

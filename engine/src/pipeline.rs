@@ -13,8 +13,10 @@
 //! written to the sink in pieces inside one target transaction and committed
 //! once, at its source commit, so memory stays bounded and the transaction is
 //! never half-visible. After `Sink::commit` returns, the checkpoint (resume
-//! offset of the last whole transaction, snapshot progress) is saved and then
-//! published to the source, which may then acknowledge it to its server.
+//! offset of the last whole transaction, snapshot progress) is saved — in the
+//! background while the next batch is applied, one save at a time, in order —
+//! and published to the source once durable, which may then acknowledge it
+//! to its server.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -151,6 +153,7 @@ pub async fn run_pipeline<S: Source, K: Sink>(
         ensured: HashMap::new(),
         ack: ack_tx,
         last_commit_time: None,
+        inflight: None,
     };
     let applied = applier.run(rx, &source_stop).await;
     // Dropping the applier closes `acked`: a stopping source then knows the
@@ -217,6 +220,9 @@ struct Applier<K: Sink> {
     ensured: HashMap<TableId, Arc<TableSchema>>,
     ack: watch::Sender<Option<Offset>>,
     last_commit_time: Option<chrono::DateTime<Utc>>,
+    /// The checkpoint being written after its target commit: the next batch
+    /// is applied meanwhile; it is published once durable (see [`Applier::settle`]).
+    inflight: Option<tokio::task::JoinHandle<Result<Checkpoint>>>,
 }
 
 impl<K: Sink> Applier<K> {
@@ -228,6 +234,18 @@ impl<K: Sink> Applier<K> {
         source_stop: &CancellationToken,
     ) -> Result<bool> {
         let result = self.run_inner(&mut rx, source_stop).await;
+        // The last checkpoint write must end (and be published) before the
+        // acknowledgement channel closes.
+        let result = match (result, self.settle().await) {
+            (Ok(done), Ok(())) => Ok(done),
+            (Ok(_), Err(e)) => Err(e),
+            (Err(e), settled) => {
+                if let Err(s) = settled {
+                    warn!(task = %self.task, error = %s, "writing the last checkpoint failed");
+                }
+                Err(e)
+            }
+        };
         if result.is_err() && self.in_target_txn {
             if let Err(e) = self.sink.rollback().await {
                 warn!(task = %self.task, error = %e, "rollback after failure failed");
@@ -385,6 +403,7 @@ impl<K: Sink> Applier<K> {
                     self.ensure_table(&m.target).await?;
                 }
             }
+            ChangeEvent::Rename(r) => self.rename(&r.from, &r.to).await?,
             ChangeEvent::Commit(c) => {
                 self.in_source_txn = false;
                 self.pending.stream = Some(c.resume);
@@ -428,6 +447,7 @@ impl<K: Sink> Applier<K> {
                             upserts: std::mem::replace(&mut mapped, rest),
                             likely_new: true,
                             policy: m.policy,
+                            snapshot: true,
                         };
                         self.write(&changes).await?;
                         m.note_synced(changes.upserts.len() as u64);
@@ -446,6 +466,32 @@ impl<K: Sink> Applier<K> {
                 self.pending.snapshot_done = Some(d.consistent_point);
                 self.commit().await?;
             }
+        }
+        Ok(())
+    }
+
+    /// A source table was renamed: its target table follows, when both names
+    /// map to different target tables. Everything before the rename's source
+    /// transaction is committed first (a MySQL target commits DDL implicitly
+    /// and must not hold locks on the table), and the rename runs at the start
+    /// of a fresh target transaction; replayed after a crash, it finds the
+    /// table already renamed and does nothing.
+    async fn rename(&mut self, from: &Arc<TableSchema>, to: &Arc<TableSchema>) -> Result<()> {
+        let old = self.router.route(from)?.map(|m| m.target.id.clone());
+        let new = self.router.route(to)?.map(|m| m.target.id.clone());
+        match (old, new) {
+            (Some(old), Some(new)) if old != new => {
+                self.commit().await?;
+                self.ensure_begun().await?;
+                info!(task = %self.task, from = %old, to = %new, "renaming target table");
+                self.sink.rename_table(&old, &new).await?;
+                self.ensured.remove(&old);
+                self.ensured.remove(&new);
+            }
+            (Some(old), None) => {
+                warn!(task = %self.task, table = %old, "source table renamed out of the task's mappings; its target table is kept as it is");
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -554,7 +600,9 @@ impl<K: Sink> Applier<K> {
             }
             info!(task = %self.task, "snapshot complete");
         }
-        self.save(next).await?;
+        // The target has committed: write the checkpoint while the next
+        // batch is applied (published once durable).
+        self.save_behind(next).await?;
         self.router.committed();
         self.record_commit(
             &p.applied,
@@ -614,21 +662,40 @@ impl<K: Sink> Applier<K> {
         });
     }
 
-    async fn save(&mut self, mut next: Checkpoint) -> Result<()> {
+    /// Saves a checkpoint and waits until it is durable and published.
+    async fn save(&mut self, next: Checkpoint) -> Result<()> {
+        self.save_behind(next).await?;
+        self.settle().await
+    }
+
+    /// Starts saving `next` (only ever called once the target holds what it
+    /// covers) after the previous save ended, so saves stay in order; `cp`
+    /// moves on at once, the acknowledgement only in [`Applier::settle`].
+    async fn save_behind(&mut self, mut next: Checkpoint) -> Result<()> {
+        self.settle().await?;
         next.updated_at = Utc::now();
+        self.cp = next.clone();
         let store = self.store.clone();
         let task = self.task.clone();
-        let to_save = next.clone();
-        tokio::task::spawn_blocking(move || store.save(&task, &to_save))
+        self.inflight = Some(tokio::task::spawn_blocking(move || {
+            store.save(&task, &next).map(|()| next)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the checkpoint being written; publishes it once on disk.
+    async fn settle(&mut self) -> Result<()> {
+        let Some(h) = self.inflight.take() else {
+            return Ok(());
+        };
+        let saved = h
             .await
             .map_err(|e| Error::Pipeline(format!("checkpoint save panicked: {e}")))??;
-        let stream = next.stream.clone();
         self.stats
             .live
-            .set_last_checkpoint_us(next.updated_at.timestamp_micros());
-        self.cp = next;
+            .set_last_checkpoint_us(saved.updated_at.timestamp_micros());
         // Publish only after the checkpoint is on disk.
-        self.ack.send_replace(stream);
+        self.ack.send_replace(saved.stream);
         Ok(())
     }
 }

@@ -46,6 +46,15 @@ pub struct ColumnSchema {
     /// `format_type()`: `numeric(10,2)`, `character varying(20)[]`). A sink of the
     /// same dialect may use it verbatim for DDL.
     pub native_type: String,
+    /// The column's constant default as text a target parses back into the
+    /// column's type (numbers as digits, strings as they are, dates and times
+    /// in ISO form); `None` when it has none (or `NULL`). A sink that adds
+    /// this column to an existing table gives it this default, so that rows
+    /// already there get the value the source gave them (e.g. MySQL's
+    /// `ALTER TABLE ... ADD COLUMN c INT NOT NULL DEFAULT 5`). Sources that
+    /// do not track defaults leave it `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
 }
 
 /// Which database family produced a schema; lets a sink of the same family use native types.

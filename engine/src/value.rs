@@ -56,6 +56,78 @@ pub enum DataType {
     },
 }
 
+impl DataType {
+    /// Whether every value of `self` is also a value of `new` (a column of
+    /// this type can be retyped to `new` without losing or changing any
+    /// value): equal types, wider integers and floats, decimals with at least
+    /// as many integer and fraction digits, longer (or unbounded) text, and
+    /// more fractional second digits.
+    pub fn widens_to(&self, new: &DataType) -> bool {
+        use DataType as D;
+        /// Decimal digits an integer type needs.
+        fn digits(t: &DataType) -> Option<u32> {
+            match t {
+                DataType::Int16 => Some(5),
+                DataType::Int32 => Some(10),
+                DataType::Int64 => Some(19),
+                _ => None,
+            }
+        }
+        let at_least = |old: Option<u32>, new: Option<u32>| match (old, new) {
+            (_, None) => true,
+            (Some(o), Some(n)) => n >= o,
+            (None, Some(_)) => false,
+        };
+        if self == new {
+            return true;
+        }
+        match (self, new) {
+            (D::Int16, D::Int32 | D::Int64) | (D::Int32, D::Int64) | (D::Float32, D::Float64) => {
+                true
+            }
+            (
+                D::Int16 | D::Int32 | D::Int64,
+                D::Decimal {
+                    precision: p,
+                    scale: s,
+                },
+            ) => match (digits(self), p) {
+                (_, None) => true,
+                (Some(d), Some(p)) => p.saturating_sub(s.unwrap_or(0)) >= d,
+                (None, Some(_)) => false,
+            },
+            (
+                D::Decimal {
+                    precision: Some(p),
+                    scale: s,
+                },
+                D::Decimal {
+                    precision: Some(p2),
+                    scale: s2,
+                },
+            ) => {
+                let (s, s2) = (s.unwrap_or(0), s2.unwrap_or(0));
+                s2 >= s && p2.saturating_sub(s2) >= p.saturating_sub(s)
+            }
+            (
+                D::Decimal { .. },
+                D::Decimal {
+                    precision: None, ..
+                },
+            ) => true,
+            (D::Text { max_len: o }, D::Text { max_len: n }) => at_least(*o, *n),
+            (D::Char { len: o }, D::Char { len: n }) => at_least(*o, *n),
+            (D::Char { len: o }, D::Text { max_len: n }) => at_least(*o, *n),
+            (D::Time { precision: o }, D::Time { precision: n })
+            | (D::Timestamp { precision: o }, D::Timestamp { precision: n })
+            | (D::TimestampTz { precision: o }, D::TimestampTz { precision: n }) => {
+                at_least(*o, *n)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A time interval as PostgreSQL models it: months, days and microseconds are
 /// kept apart because they do not convert into each other exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -149,4 +221,30 @@ pub type Row = Vec<Value>;
 /// Approximate size of a row in bytes.
 pub fn row_size(row: &[Value]) -> usize {
     row.iter().map(Value::approx_size).sum()
+}
+
+#[cfg(test)]
+mod widening_tests {
+    use super::DataType as D;
+
+    #[test]
+    fn widening_keeps_every_value() {
+        let dec = |p, s| D::Decimal {
+            precision: p,
+            scale: s,
+        };
+        assert!(D::Int32.widens_to(&D::Int64));
+        assert!(!D::Int64.widens_to(&D::Int32));
+        assert!(D::Int32.widens_to(&dec(Some(12), Some(2))));
+        assert!(!D::Int64.widens_to(&dec(Some(20), Some(2))));
+        assert!(dec(Some(10), Some(2)).widens_to(&dec(Some(12), Some(4))));
+        assert!(!dec(Some(10), Some(2)).widens_to(&dec(Some(10), Some(4))));
+        assert!(D::Text { max_len: Some(10) }.widens_to(&D::Text { max_len: Some(300) }));
+        assert!(D::Text { max_len: Some(10) }.widens_to(&D::Text { max_len: None }));
+        assert!(!D::Text { max_len: None }.widens_to(&D::Text { max_len: Some(10) }));
+        assert!(D::Char { len: Some(3) }.widens_to(&D::Text { max_len: Some(3) }));
+        assert!(D::Timestamp { precision: Some(0) }.widens_to(&D::Timestamp { precision: Some(6) }));
+        assert!(!D::Float64.widens_to(&D::Float32));
+        assert!(!D::Int32.widens_to(&D::Text { max_len: None }));
+    }
 }

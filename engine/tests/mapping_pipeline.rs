@@ -146,6 +146,7 @@ fn schema(name: &str) -> Arc<TableSchema> {
         data_type: t,
         nullable: true,
         native_type: String::new(),
+        default: None,
     };
     Arc::new(TableSchema {
         id: TableId::new("public", name),

@@ -76,10 +76,7 @@ async fn a_killed_connection_is_transient_and_a_new_sink_recovers() {
     c.query_drop(format!("KILL {}", sink.connection_id()))
         .await
         .unwrap();
-    let err = sink
-        .apply(&upserts(&t, vec![vec![Value::Int64(2)]], true))
-        .await
-        .unwrap_err();
+    let err = apply_fails(&mut sink, &upserts(&t, vec![vec![Value::Int64(2)]], true)).await;
     assert!(err.is_transient(), "{err}");
     sink.rollback().await.ok();
     // Nothing of the killed transaction is visible; a new sink carries on.
@@ -97,10 +94,7 @@ async fn a_killed_connection_is_transient_and_a_new_sink_recovers() {
         .await
         .unwrap();
     sink.begin().await.unwrap();
-    let err = sink
-        .apply(&upserts(&t, vec![vec![Value::Int64(3)]], true))
-        .await
-        .unwrap_err();
+    let err = apply_fails(&mut sink, &upserts(&t, vec![vec![Value::Int64(3)]], true)).await;
     assert!(err.is_transient(), "{err}");
 }
 
@@ -188,10 +182,7 @@ async fn data_errors_are_definite_and_name_the_column_not_the_value() {
         for (column, codes, row) in &cases {
             sink.begin().await.unwrap();
             sink.ensure_table(&t).await.unwrap();
-            let err = sink
-                .apply(&upserts(&t, vec![row.clone()], false))
-                .await
-                .unwrap_err();
+            let err = apply_fails(&mut sink, &upserts(&t, vec![row.clone()], false)).await;
             sink.rollback().await.unwrap();
             let msg = err.to_string();
             assert!(!err.is_transient(), "{label}: {msg}");

@@ -655,10 +655,7 @@ async fn values_mysql_cannot_hold_are_refused_by_column_without_the_value() {
         for (column, row) in &cases {
             sink.begin().await.unwrap();
             sink.ensure_table(&t).await.unwrap();
-            let err = sink
-                .apply(&upserts(&t, vec![row.clone()], false))
-                .await
-                .unwrap_err();
+            let err = apply_fails(&mut sink, &upserts(&t, vec![row.clone()], false)).await;
             sink.rollback().await.unwrap();
             let msg = err.to_string();
             assert!(!err.is_transient(), "{label}: {msg}");

@@ -44,6 +44,7 @@ fn changes(t: &Arc<TableSchema>, policy: ConflictPolicy, likely_new: bool) -> Ta
         upserts: vec![row(3, "new"), row(5, "new")],
         likely_new,
         policy,
+        snapshot: false,
     }
 }
 

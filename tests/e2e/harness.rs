@@ -190,6 +190,30 @@ pub async fn digest(c: &Client, table: &str, key: &str) -> (i64, String) {
     (row.get(0), row.get(1))
 }
 
+/// Waits until `table` exists in the database of `c` (dbsync creates target
+/// tables when their first rows arrive, which may be after a test starts
+/// reading them). Polls with a deadline; panics with the dbsync log after it.
+pub async fn wait_table(env: &Env, c: &Client, table: &str, timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        let exists: bool = c
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .await
+            .unwrap_or_else(|e| panic!("looking up {table}: {e}"))
+            .get(0);
+        if exists {
+            return;
+        }
+        if start.elapsed() > timeout {
+            panic!(
+                "{table} was not created within {timeout:?}\n--- dbsync log ---\n{}",
+                env.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until `table` has the same rows in source and target.
 pub async fn wait_converged(env: &Env, table: &str, key: &str, timeout: Duration) {
     let src = env.source().await;

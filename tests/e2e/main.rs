@@ -14,7 +14,7 @@ mod service;
 
 use std::time::{Duration, Instant};
 
-use harness::{digest, wait_converged, wait_log, Env};
+use harness::{digest, wait_converged, wait_log, wait_table, Env};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -149,6 +149,9 @@ async fn kill9_mid_stream_then_restart_loses_nothing() {
     wait_log(&env, "streaming changes", T).await;
     let w = tokio::spawn(writer(env.source().await, 1, 400, 50));
     let dst = env.target().await;
+    // The target table appears with the first streamed rows: wait for it
+    // before reading it.
+    wait_table(&env, &dst, "orders", T).await;
     for round in 0..3 {
         // Let some changes land, then kill without warning.
         let before = digest(&dst, "orders", "id").await.0;

@@ -162,7 +162,12 @@ pub async fn load(
                     key: Vec::new(),
                     charset: tcs.clone(),
                 });
-                def.columns.push(ColumnDef { name, ty, nullable });
+                def.columns.push(ColumnDef {
+                    name,
+                    ty,
+                    nullable,
+                    default: None,
+                });
             }
             Err(e) => {
                 catalog.tables.remove(&id);

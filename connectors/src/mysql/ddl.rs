@@ -25,6 +25,11 @@ use sqlparser::tokenizer::{Token, Tokenizer, Word};
 use super::schema::ColumnDef;
 use super::types::{Charset, ColType};
 
+#[path = "ddl_defaults.rs"]
+mod defaults;
+use defaults::default_spec;
+pub use defaults::DefaultSpec;
+
 /// Where an added or modified column goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Position {
@@ -46,6 +51,8 @@ pub struct NewColumn {
     pub nullable: bool,
     /// Declared `PRIMARY KEY` inline.
     pub primary: bool,
+    /// The declared `DEFAULT` (`None`: none, or `DEFAULT NULL`).
+    pub default: Option<DefaultSpec>,
 }
 
 impl NewColumn {
@@ -57,10 +64,16 @@ impl NewColumn {
             .unwrap_or_else(|| table_charset.clone());
         let ty = ColType::parse(&self.type_text, &cs, false)
             .map_err(|e| format!("column {}: {e}", self.name))?;
+        let nullable = self.nullable && !self.primary;
+        let default = match &self.default {
+            Some(DefaultSpec::Literal(l)) => Some(l.clone()),
+            Some(DefaultSpec::Expression(_)) | None => None,
+        };
         Ok(ColumnDef {
             name: self.name.clone(),
             ty,
-            nullable: self.nullable && !self.primary,
+            nullable,
+            default,
         })
     }
 }
@@ -505,6 +518,7 @@ fn new_column(
         charset: None,
         nullable: true,
         primary: false,
+        default: None,
     };
     for o in options {
         match o {
@@ -517,6 +531,7 @@ fn new_column(
             ColumnOption::Unique {
                 is_primary: true, ..
             } => col.primary = true,
+            ColumnOption::Default(e) => col.default = default_spec(e),
             _ => {}
         }
     }

@@ -11,6 +11,7 @@ fn col(name: &str, ty: &str, nullable: bool) -> NewColumn {
         charset: None,
         nullable,
         primary: false,
+        default: None,
     }
 }
 

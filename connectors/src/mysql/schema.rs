@@ -17,6 +17,10 @@ pub struct ColumnDef {
     pub name: String,
     pub ty: ColType,
     pub nullable: bool,
+    /// The constant default as text (see [`engine::ColumnSchema::default`]):
+    /// only known for columns added or created by DDL dbsync followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
 }
 
 /// One table.
@@ -50,6 +54,7 @@ impl TableDef {
                     data_type: c.ty.data_type(),
                     nullable: c.nullable,
                     native_type: c.ty.native(),
+                    default: c.default.clone(),
                 })
                 .collect(),
             key: self

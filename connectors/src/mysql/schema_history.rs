@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ddl::{AlterOp, NewColumn, Position, Statement};
 use super::error::MysqlSourceError;
-use super::schema::{Catalog, TableDef};
+use super::schema::{Catalog, ColumnDef, TableDef};
 use super::types::Charset;
 
 const PREFIX: &str = "schema/";
@@ -222,6 +222,10 @@ pub struct Applied {
     pub truncated: Vec<TableId>,
     /// Databases whose default charset changed.
     pub dbs: BTreeSet<String>,
+    /// Tables renamed (old name, new name), in statement order.
+    pub renamed: Vec<(TableId, TableId)>,
+    /// Tables created (empty) by the statement.
+    pub created: BTreeSet<TableId>,
 }
 
 impl Applied {
@@ -284,6 +288,7 @@ pub fn apply(
                         },
                     );
                     out.changed.insert(id.clone());
+                    out.created.insert(id.clone());
                 }
                 Err(e) if scope.watched(id) => return Err(format!("CREATE TABLE {id}: {e}")),
                 Err(_) => {
@@ -305,6 +310,7 @@ pub fn apply(
                 Some(def) => {
                     catalog.tables.insert(id.clone(), def);
                     out.changed.insert(id.clone());
+                    out.created.insert(id.clone());
                 }
                 None if scope.watched(id) => return Err(unknown(id)),
                 None => {}
@@ -333,6 +339,42 @@ pub fn apply(
                 return Ok(out);
             }
             let mut def = catalog.tables[id].clone();
+            if scope.watched(id) {
+                for op in ops {
+                    let renamed = match op {
+                        AlterOp::RenameColumn { old, new } => Some((old, new)),
+                        AlterOp::Modify { old, col, .. }
+                            if !old.eq_ignore_ascii_case(&col.name) =>
+                        {
+                            Some((old, &col.name))
+                        }
+                        _ => None,
+                    };
+                    if let Some((old, new)) = renamed {
+                        return Err(format!(
+                            "ALTER TABLE {id} renames column {old} to {new}; dbsync does not rename \
+                             target columns (the target would add {new} empty and keep {old}). Rename \
+                             the target column yourself and re-sync the task (dbsync offsets reset \
+                             --task <name>)"
+                        ));
+                    }
+                }
+                // Existing rows get an added column's default: it must be
+                // one the target can be given too.
+                for op in ops {
+                    if let AlterOp::Add { col, .. } = op {
+                        let resolved =
+                            resolve(&def, col).map_err(|e| format!("ALTER TABLE {id}: {e}"))?;
+                        if let Some(why) = col.unreproducible_default(&resolved) {
+                            return Err(format!(
+                                "ALTER TABLE {id}: {why}; dbsync cannot give the target's existing \
+                                 rows the same value. Re-sync the task (dbsync offsets reset --task \
+                                 <name>), or add the column with a constant DEFAULT"
+                            ));
+                        }
+                    }
+                }
+            }
             let mut new_id = id.clone();
             for op in ops {
                 if let AlterOp::RenameTable(to) = op {
@@ -425,12 +467,20 @@ fn rename(
         out.removed.insert(from.clone());
         out.changed.remove(from);
     }
+    if def.is_some() && !scope.watched(from) && scope.watched(to) {
+        return Err(format!(
+            "{from}, which this task does not replicate, was renamed to {to}, which it does: the \
+             rows {from} had were never copied. Re-sync the task (dbsync offsets reset --task \
+             <name>), or leave {to} out of the task's mappings"
+        ));
+    }
     if scope.tracked(&to.schema) {
         match def {
             Some(d) => {
                 catalog.tables.insert(to.clone(), d);
                 out.changed.insert(to.clone());
                 out.removed.remove(to);
+                out.renamed.push((from.clone(), to.clone()));
             }
             None if scope.watched(to) => {
                 return Err(format!(
@@ -475,11 +525,20 @@ fn alter(def: &mut TableDef, op: &AlterOp) -> Result<(), String> {
             position,
             if_not_exists,
         } => {
-            let new = resolve(def, col)?;
+            let mut new = resolve(def, col)?;
+            if col.default.is_none() && !new.nullable {
+                // MySQL's implicit default of a NOT NULL column declared
+                // without one: what the rows that already exist get.
+                new.default = new.ty.implicit_default();
+            }
             if let Some(i) = def.column_index(&col.name) {
                 // Already there: IF NOT EXISTS, or a DDL the catalog read at
                 // start already reflected.
-                if *if_not_exists || def.columns[i] == new {
+                let same = ColumnDef {
+                    default: def.columns[i].default.clone(),
+                    ..new.clone()
+                } == def.columns[i];
+                if *if_not_exists || same {
                     return Ok(());
                 }
                 return Err(format!("column {} already exists", col.name));

@@ -62,8 +62,11 @@ fn ddl_follows_create_alter_rename_drop() {
             charset: Charset::Latin1
         }
     );
-    run(&mut c, "ALTER TABLE t CHANGE id key_id bigint").unwrap();
-    assert_eq!(c.tables[&t].key, ["key_id"]);
+    assert!(run(&mut c, "ALTER TABLE t CHANGE id key_id bigint")
+        .unwrap_err()
+        .contains("does not rename target columns"));
+    run(&mut c, "ALTER TABLE t CHANGE id id bigint").unwrap();
+    assert_eq!(c.tables[&t].key, ["id"]);
     assert!(
         !c.tables[&t].columns[1].nullable,
         "key columns are NOT NULL"
@@ -74,10 +77,12 @@ fn ddl_follows_create_alter_rename_drop() {
     assert!(run(&mut c, "ALTER TABLE t ADD COLUMN z text").is_err());
     let a = run(&mut c, "RENAME TABLE t TO u").unwrap();
     assert!(a.removed.contains(&t) && a.changed.contains(&TableId::new("shop", "u")));
+    assert_eq!(a.renamed, [(t.clone(), TableId::new("shop", "u"))]);
     let a = run(&mut c, "ALTER TABLE u RENAME TO v").unwrap();
     assert!(a.changed.contains(&TableId::new("shop", "v")));
     assert!(run(&mut c, "TRUNCATE v").unwrap().truncated == [TableId::new("shop", "v")]);
-    run(&mut c, "CREATE TABLE w LIKE v").unwrap();
+    let a = run(&mut c, "CREATE TABLE w LIKE v").unwrap();
+    assert!(a.created.contains(&TableId::new("shop", "w")));
     assert_eq!(names(&c, "w"), names(&c, "v"));
     run(&mut c, "DROP TABLE v, w").unwrap();
     assert!(c.tables.is_empty());
@@ -108,6 +113,72 @@ fn unknown_or_unfollowable_changes_to_watched_tables_are_errors() {
     assert!(!c.tables.contains_key(&TableId::new("shop", "tmp1")));
     run(&mut c, "INSERT INTO tmp1 VALUES (1)").unwrap();
     run(&mut c, "ALTER TABLE zzz ENGINE=Aria ???").unwrap();
+    // Renamed from an unreplicated table into a replicated one: never copied.
+    run(&mut c, "CREATE TABLE tmp2 (id int primary key)").unwrap();
+    assert!(run(&mut c, "RENAME TABLE tmp2 TO t3")
+        .unwrap_err()
+        .contains("never copied"));
+    // Column renames and defaults whose existing values are unknown.
+    assert!(run(&mut c, "ALTER TABLE t RENAME COLUMN id TO id2")
+        .unwrap_err()
+        .contains("does not rename target columns"));
+    assert!(run(
+        &mut c,
+        "ALTER TABLE t ADD COLUMN ts datetime DEFAULT CURRENT_TIMESTAMP"
+    )
+    .unwrap_err()
+    .contains("existing rows"));
+    assert!(run(
+        &mut c,
+        "ALTER TABLE t ADD COLUMN ts timestamp NULL DEFAULT '2024-01-01 00:00:00'"
+    )
+    .unwrap_err()
+    .contains("time zone"));
+}
+
+#[test]
+fn added_columns_carry_their_constant_or_implicit_default() {
+    let mut c = Catalog::default();
+    run(&mut c, "CREATE TABLE t (id int primary key)").unwrap();
+    run(
+        &mut c,
+        "ALTER TABLE t ADD COLUMN a int NOT NULL DEFAULT 5, ADD COLUMN b varchar(9) DEFAULT 'it''s', \
+         ADD COLUMN c decimal(6,2) DEFAULT -1.5, ADD COLUMN d int NOT NULL, ADD COLUMN e int, \
+         ADD COLUMN f enum('x','y') NOT NULL, ADD COLUMN g tinyint(1) DEFAULT TRUE, \
+         ADD COLUMN h int DEFAULT NULL, ADD COLUMN i date DEFAULT '2024-02-03', ADD COLUMN j int DEFAULT (1 + 1)",
+    )
+    .unwrap_err();
+    run(
+        &mut c,
+        "ALTER TABLE t ADD COLUMN a int NOT NULL DEFAULT 5, ADD COLUMN b varchar(9) DEFAULT 'it''s', \
+         ADD COLUMN c decimal(6,2) DEFAULT -1.5, ADD COLUMN d int NOT NULL, ADD COLUMN e int, \
+         ADD COLUMN f enum('x','y') NOT NULL, ADD COLUMN g tinyint(1) DEFAULT TRUE, \
+         ADD COLUMN h int DEFAULT NULL, ADD COLUMN i date DEFAULT '2024-02-03'",
+    )
+    .unwrap();
+    let t = TableId::new("shop", "t");
+    let defaults: Vec<Option<&str>> = c.tables[&t]
+        .columns
+        .iter()
+        .map(|c| c.default.as_deref())
+        .collect();
+    assert_eq!(
+        defaults,
+        [
+            None,
+            Some("5"),
+            Some("it's"),
+            Some("-1.5"),
+            Some("0"),
+            None,
+            Some("x"),
+            Some("1"),
+            None,
+            Some("2024-02-03")
+        ]
+    );
+    let schema = c.tables[&t].to_schema(&t);
+    assert_eq!(schema.columns[1].default.as_deref(), Some("5"));
 }
 
 #[derive(Default)]

@@ -400,6 +400,7 @@ mod tests {
             name: n.into(),
             ty,
             nullable: false,
+            default: None,
         };
         TableDef {
             columns: vec![

@@ -1,23 +1,48 @@
 //! `QUERY` events of the stream: transaction control (`BEGIN`, `COMMIT`,
 //! `ROLLBACK`, `XA`, savepoints) and DDL, which changes the tracked catalog
-//! and becomes `Relation`/`Truncate` events of watched tables.
+//! and becomes `Relation`/`Rename`/`Truncate` events of watched tables.
 //!
-//! What a target sees of source DDL (the sink contract has no rename or
-//! drop): a new table and added columns arrive through `Relation` (the sink
-//! creates or extends the target table; an added column is NULL in rows that
-//! existed before, whatever its source default); `TRUNCATE` truncates the
-//! target table; after `RENAME TABLE` the rows that follow go to the new
-//! name's target table and the rows already replicated stay under the old
-//! name; `DROP TABLE` and `DROP COLUMN` leave the target table and column in
-//! place (new rows leave a dropped column NULL); `MODIFY` changes how later
-//! rows are decoded but not the target column's type, so a value that no
-//! longer fits makes the sink stop with its error. Statement-based row
-//! changes, XA transactions and `ROLLBACK` of mixed-engine transactions on
-//! replicated tables stop the task with a message saying why.
+//! What a target sees of source DDL (decided like Debezium's schema history
+//! plus a sink that follows it, without ever destroying target data):
+//! - `CREATE TABLE`: the target table is created (or, if it exists, e.g.
+//!   left over from a dropped table of the same name, emptied: the new
+//!   source table starts empty).
+//! - `ADD COLUMN`: the target column is added with the source's constant
+//!   default (MySQL's implicit default for `NOT NULL` columns without one),
+//!   so existing target rows get the value existing source rows got; an
+//!   expression default (`CURRENT_TIMESTAMP`, `(expr)`) stops the task,
+//!   since its value in existing rows is not in the binlog.
+//! - `MODIFY`/`CHANGE COLUMN` (same name): later rows decode with the new
+//!   type; the sink widens the target column when that is safe, otherwise
+//!   stops saying what to change. A column rename (`CHANGE a b`, `RENAME
+//!   COLUMN`) stops the task: the target would keep the old column's values
+//!   under the old name.
+//! - `RENAME TABLE` / `ALTER TABLE ... RENAME TO` between replicated names:
+//!   the target table is renamed (rows replicated before and after end up
+//!   in one table, as in the source). Renamed to a name the task does not
+//!   replicate: the target table is kept as it is and replication of it
+//!   ends. Renamed *from* a table the task did not replicate into one it
+//!   does: the task stops (the rows were never copied; re-sync).
+//! - `DROP TABLE`: the target table is kept as it is (dbsync never drops
+//!   target data); replication of it ends, and a table created again under
+//!   the name starts empty in the target too.
+//! - `DROP COLUMN`: the target column stays; new rows leave it NULL.
+//! - `TRUNCATE`: truncates the target table.
+//!
+//! Statement-based row changes, XA transactions and `ROLLBACK` of
+//! mixed-engine transactions on replicated tables stop the task with a
+//! message saying why.
+//!
+//! MySQL 8 differences (not run here): MySQL 8.0 logs `RENAME TABLE` and
+//! `ALTER ... RENAME` the same way; `ALTER TABLE ... RENAME COLUMN` exists
+//! from 8.0 (MariaDB 10.5); MySQL 8.0.13+ writes expression defaults as
+//! `DEFAULT (expr)`, which is followed like MariaDB's; with
+//! `binlog_row_metadata=FULL` MySQL 8 also carries column names in the
+//! binlog, which dbsync does not need (it keeps its own schema history).
 
 use std::sync::Arc;
 
-use engine::event::{Relation, Truncate};
+use engine::event::{Relation, Rename, Truncate};
 use engine::{ChangeEvent, TableId, TableSchema};
 use tracing::{info, warn};
 
@@ -83,6 +108,19 @@ impl Streamer<'_> {
         }
         // DDL (or anything else) in a QUERY event.
         let stmt = ddl::parse(sql, db);
+        if let ddl::Statement::Alter { id, .. } = &stmt {
+            // The target sees the table as it was before the change (a type
+            // change is only widened from a type it saw), even when no row of
+            // it was read yet in this run.
+            if self.scope.watched(id) && !self.announced.contains_key(id) {
+                if let Some(table) = self.schemas.schema(id) {
+                    let offset = self.next_offset(header).await?;
+                    self.announced.insert(id.clone(), table.clone());
+                    self.emit(ChangeEvent::Relation(Relation { offset, table }))
+                        .await?;
+                }
+            }
+        }
         let applied = schema_history::apply(&mut self.schemas.catalog, &stmt, &self.scope, sql)
             .map_err(|e| {
                 MysqlSourceError::Schema(format!("{e} (binlog {} near position {end})", self.file))
@@ -100,6 +138,30 @@ impl Streamer<'_> {
                 let id = TableId::new(m.db.clone(), m.table.clone());
                 !applied.changed.contains(&id) && !applied.removed.contains(&id)
             });
+        }
+        // Renames first: the target table must be renamed before the new
+        // name's schema (or a row) makes the sink create it empty.
+        for (from, to) in &applied.renamed {
+            if !self.scope.watched(from) {
+                continue;
+            }
+            if !self.scope.watched(to) {
+                warn!(from = %from, to = %to, "a replicated table was renamed to a table this task does not replicate; its target table is left as it is");
+                continue;
+            }
+            let (Some(def), Some(to_schema)) =
+                (self.schemas.get(to).cloned(), self.schemas.schema(to))
+            else {
+                continue;
+            };
+            let offset = self.next_offset(header).await?;
+            info!(from = %from, to = %to, "source table renamed");
+            self.emit(ChangeEvent::Rename(Rename {
+                offset,
+                from: Arc::new(def.to_schema(from)),
+                to: to_schema,
+            }))
+            .await?;
         }
         let changed: Vec<TableId> = applied
             .changed
@@ -121,9 +183,15 @@ impl Streamer<'_> {
             self.emit(ChangeEvent::Relation(Relation { offset, table }))
                 .await?;
         }
-        if !applied.truncated.is_empty() {
-            let tables: Vec<Arc<TableSchema>> = applied
-                .truncated
+        // A table created now is empty: so is its target table (which may
+        // still hold the rows of a dropped table of the same name).
+        let created = applied
+            .created
+            .iter()
+            .filter(|id| self.scope.watched(id) && !applied.truncated.contains(id));
+        let truncated: Vec<TableId> = applied.truncated.iter().chain(created).cloned().collect();
+        if !truncated.is_empty() {
+            let tables: Vec<Arc<TableSchema>> = truncated
                 .iter()
                 .filter_map(|id| self.schemas.schema(id))
                 .collect();
@@ -138,9 +206,14 @@ impl Streamer<'_> {
             .iter()
             .filter(|id| self.scope.watched(id))
             .collect();
-        if !removed_watched.is_empty() {
-            warn!(tables = ?removed_watched.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
-                "replicated tables were dropped or renamed at the source; their target tables are left as they are");
+        let dropped: Vec<String> = removed_watched
+            .iter()
+            .filter(|id| !applied.renamed.iter().any(|(from, _)| from == **id))
+            .map(|t| t.to_string())
+            .collect();
+        if !dropped.is_empty() {
+            warn!(tables = ?dropped,
+                "replicated tables were dropped at the source; their target tables are kept as they are (a table created again under the same name starts empty)");
         }
         if let Some(g) = self.group.as_mut() {
             g.ddl.changed.extend(applied.changed);

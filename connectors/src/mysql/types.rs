@@ -563,6 +563,28 @@ impl ColType {
         }
     }
 
+    /// MySQL's implicit default of a `NOT NULL` column declared without one
+    /// (what existing rows get when such a column is added), as default text:
+    /// `0` for numbers, the empty string for text and binary strings and
+    /// `SET`, the first member of an `ENUM`. `None` for the others (temporal
+    /// types' zero values, `BIT`, `JSON`, spatial types).
+    pub fn implicit_default(&self) -> Option<String> {
+        match self {
+            ColType::Int { .. }
+            | ColType::Decimal { .. }
+            | ColType::Float { .. }
+            | ColType::Double { .. } => Some("0".into()),
+            // `binary(n)` pads with zero bytes.
+            ColType::Char { charset, .. } if charset.is_binary() => None,
+            ColType::Char { .. } | ColType::VarChar { .. } | ColType::Lob { .. } => {
+                Some(String::new())
+            }
+            ColType::Set { .. } => Some(String::new()),
+            ColType::Enum { values, .. } => values.first().cloned(),
+            _ => None,
+        }
+    }
+
     /// The engine type (see the module table).
     pub fn data_type(&self) -> DataType {
         match self {

@@ -80,6 +80,7 @@ pub async fn load_table(
             data_type: data_type(type_oid, type_mod, elem, &formatted),
             nullable: !not_null,
             native_type: formatted,
+            default: None,
         });
         cat_cols.push(CatalogColumn { type_oid, type_mod });
     }

@@ -360,6 +360,7 @@ mod tests {
             data_type: DataType::Int32,
             nullable: false,
             native_type: t.into(),
+            default: None,
         };
         TableSchema {
             id: TableId::new("public", "Order s"),

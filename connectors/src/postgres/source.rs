@@ -730,6 +730,7 @@ impl Streamer<'_> {
                 data_type: super::types::data_type(c.type_oid, c.type_mod, elem, &formatted),
                 nullable: true,
                 native_type: formatted,
+                default: None,
             });
         }
         Ok(Arc::new(TableSchema {

@@ -148,6 +148,7 @@ enum Pending {
     Upsert(Arc<engine::TableSchema>, Row),
     Delete(Arc<engine::TableSchema>, Row),
     Truncate(Vec<Arc<engine::TableSchema>>),
+    Rename(engine::TableId, engine::TableId),
 }
 
 /// A running source and the task applying its events.
@@ -291,6 +292,9 @@ async fn apply(
                 ChangeEvent::Delete(e) => pending.push(Pending::Delete(e.table, e.before)),
                 ChangeEvent::Truncate(e) => pending.push(Pending::Truncate(e.tables)),
                 ChangeEvent::Relation(r) => t.relations.push(r.table),
+                ChangeEvent::Rename(r) => {
+                    pending.push(Pending::Rename(r.from.id.clone(), r.to.id.clone()))
+                }
                 ChangeEvent::Commit(c) => {
                     for p in pending.drain(..) {
                         match p {
@@ -310,6 +314,11 @@ async fn apply(
                                 t.truncates += 1;
                                 for s in ts {
                                     t.tables.entry(s.id.clone()).or_default().clear();
+                                }
+                            }
+                            Pending::Rename(from, to) => {
+                                if let Some(rows) = t.tables.remove(&from) {
+                                    t.tables.insert(to, rows);
                                 }
                             }
                         }

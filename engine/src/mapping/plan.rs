@@ -527,6 +527,8 @@ fn build_plan(
             } else {
                 sc.native_type.clone()
             },
+            // A retyped column's default text may not parse as the new type.
+            default: if retyped { None } else { sc.default.clone() },
         });
         cols.push(ProjCol {
             src: i,

@@ -25,6 +25,7 @@ pub(super) fn table(
                 data_type: t.clone(),
                 nullable: true,
                 native_type: String::new(),
+                default: None,
             })
             .collect(),
         key: key.to_vec(),

@@ -358,6 +358,7 @@ fn after_write_scripts_can_fail_the_task() {
         upserts: vec![cust(2, "a", "b", "1", "c")],
         likely_new: true,
         policy: ConflictPolicy::Upsert,
+        snapshot: false,
     };
     r.after_write(&ok).unwrap();
     let mut partial = cust(1, "a", "b", "1", "c");

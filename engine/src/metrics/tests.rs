@@ -58,6 +58,7 @@ fn table(name: &str) -> Arc<TableSchema> {
             data_type: DataType::Int32,
             nullable: false,
             native_type: "integer".into(),
+            default: None,
         }],
         key: vec![0],
         dialect: Dialect::Postgres,

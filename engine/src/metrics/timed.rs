@@ -65,4 +65,10 @@ impl<K: Sink> Sink for TimedSink<K> {
         self.busy += t.elapsed();
         r
     }
+    async fn rename_table(&mut self, from: &TableId, to: &TableId) -> crate::Result<()> {
+        let t = Instant::now();
+        let r = self.inner.rename_table(from, to).await;
+        self.busy += t.elapsed();
+        r
+    }
 }

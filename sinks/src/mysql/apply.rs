@@ -4,6 +4,9 @@
 //! both built by [`values::to_param`]; never as SQL text. After every data
 //! statement the warning count is checked: MySQL reports some lossy
 //! conversions (and, under `LOAD DATA LOCAL`, every bad field) only as warnings.
+//!
+//! Parameters are built here, on the pipeline's task; the statements run on
+//! the [`Writer`] task, which executes one while the next is being built.
 
 use std::sync::Arc;
 
@@ -18,6 +21,7 @@ use tracing::debug;
 use super::error::{class_of_code, describe_server_error, MyFailure, MysqlSinkError};
 use super::sql::{ServerInfo, TableSql};
 use super::values::{self, ColKind, Param};
+use super::writer::{Job, JobFuture, Writer};
 use super::MysqlSinkOptions;
 
 /// MySQL's limit on parameters per prepared statement.
@@ -37,7 +41,7 @@ pub(crate) struct TableState {
 
 /// What the apply functions share.
 pub(crate) struct Ctx<'a> {
-    pub conn: &'a mut Conn,
+    pub w: &'a mut Writer,
     pub opts: &'a MysqlSinkOptions,
     pub server: &'a ServerInfo,
 }
@@ -177,17 +181,47 @@ pub(crate) async fn check_warnings(
     })
 }
 
-async fn exec(
-    conn: &mut Conn,
-    schema: &TableSchema,
+/// Makes a [`Job`] of a closure over the connection.
+pub(crate) fn job<F>(f: F) -> Job
+where
+    F: for<'c> FnOnce(&'c mut Conn) -> JobFuture<'c> + Send + 'static,
+{
+    Box::new(f)
+}
+
+/// A prepared data statement and its warning check, as a job.
+fn exec_job(
+    schema: Arc<TableSchema>,
     action: &'static str,
-    sql: &str,
+    sql: String,
     params: Vec<MyValue>,
-) -> Result<(), MysqlSinkError> {
-    conn.exec_drop(sql, Params::Positional(params))
-        .await
-        .map_err(|e| MysqlSinkError::statement(&schema.id, action, &e))?;
-    check_warnings(conn, schema, action).await
+) -> Job {
+    job(move |conn| {
+        Box::pin(async move {
+            conn.exec_drop(sql, Params::Positional(params))
+                .await
+                .map_err(|e| MysqlSinkError::statement(&schema.id, action, &e))?;
+            check_warnings(conn, &schema, action).await
+        })
+    })
+}
+
+/// A text statement (no values), optionally with its warning check, as a job.
+pub(crate) fn query_job(
+    schema: Arc<TableSchema>,
+    action: &'static str,
+    sql: String,
+    warnings: bool,
+) -> Job {
+    job(move |conn| {
+        Box::pin(async move {
+            query(conn, &schema, action, &sql).await?;
+            if warnings {
+                check_warnings(conn, &schema, action).await?;
+            }
+            Ok(())
+        })
+    })
 }
 
 async fn query(
@@ -231,7 +265,8 @@ async fn deletes(cx: &mut Ctx<'_>, st: &TableState, keys: &[Row]) -> Result<(), 
             }
         }
         let sql = st.sql.delete_keys(n, nkey);
-        exec(cx.conn, &st.schema, "delete", &sql, params).await?;
+        cx.w.submit(exec_job(st.schema.clone(), "delete", sql, params))
+            .await?;
         start += n;
     }
     Ok(())
@@ -261,7 +296,8 @@ async fn partial_updates(
             params.push(convert(st, st.schema.key[j], v)?.to_mysql());
         }
         let sql = st.sql.partial_update(&st.schema, &mask);
-        exec(cx.conn, &st.schema, "partial update", &sql, params).await?;
+        cx.w.submit(exec_job(st.schema.clone(), "partial update", sql, params))
+            .await?;
     }
     Ok(())
 }
@@ -300,7 +336,13 @@ async fn insert_rows(
                 params.push(convert(st, i, v)?.to_mysql());
             }
         }
-        exec(cx.conn, &st.schema, action, &sql_for(n, ncols), params).await?;
+        cx.w.submit(exec_job(
+            st.schema.clone(),
+            action,
+            sql_for(n, ncols),
+            params,
+        ))
+        .await?;
         start += n;
     }
     Ok(())
@@ -318,19 +360,19 @@ async fn upsert_values(
     .await
 }
 
-/// Makes a fresh, empty stage: temporary tables cannot be truncated inside a
-/// transaction (TRUNCATE commits implicitly, even for them), so the old one
-/// is dropped (`DROP/CREATE TEMPORARY TABLE` do not commit).
-async fn fresh_stage(cx: &mut Ctx<'_>, st: &mut TableState) -> Result<(), MysqlSinkError> {
+/// The statements that make a fresh, empty stage: temporary tables cannot
+/// be truncated inside a transaction (TRUNCATE commits implicitly, even for
+/// them), so the old one is dropped (`DROP/CREATE TEMPORARY TABLE` do not
+/// commit).
+fn fresh_stage_sql(st: &mut TableState) -> String {
     let mut ddl = String::new();
     if st.stage_exists {
         ddl.push_str(&st.sql.drop_stage);
         ddl.push_str("; ");
     }
     ddl.push_str(&st.sql.create_stage);
-    query(cx.conn, &st.schema, "creating a staging table", &ddl).await?;
     st.stage_exists = true;
-    Ok(())
+    ddl
 }
 
 /// `UPDATE_ONLY` upserts: the rows go to a stage (`LOAD DATA` where the
@@ -345,21 +387,37 @@ async fn update_existing(
         // Every column is a key column: an existing row already equals the change.
         return Ok(());
     };
-    fresh_stage(cx, st).await?;
+    let schema = st.schema.clone();
+    let stage = fresh_stage_sql(st);
+    cx.w.submit(query_job(
+        schema.clone(),
+        "creating a staging table",
+        stage,
+        false,
+    ))
+    .await?;
     if cx.opts.use_load(rows.len(), false, cx.server.local_infile) {
         let data = render_load(st, rows)?;
-        load(cx.conn, &st.sql.load_stage, data)
-            .await
-            .map_err(|e| MysqlSinkError::statement(&st.schema.id, "loading rows to stage", &e))?;
-        check_warnings(cx.conn, &st.schema, "loading rows to stage").await?;
+        let sql = st.sql.load_stage.clone();
+        let action = "loading rows to stage";
+        let s2 = schema.clone();
+        cx.w.submit(job(move |conn| {
+            Box::pin(async move {
+                load(conn, &sql, data)
+                    .await
+                    .map_err(|e| MysqlSinkError::statement(&s2.id, action, &e))?;
+                check_warnings(conn, &s2, action).await
+            })
+        }))
+        .await?;
     } else {
         insert_rows(cx, st, rows, "copying rows to stage", |n, ncols| {
             st.sql.stage_values(n, ncols)
         })
         .await?;
     }
-    query(cx.conn, &st.schema, "update of existing rows", &update).await?;
-    check_warnings(cx.conn, &st.schema, "update of existing rows").await
+    cx.w.submit(query_job(schema, "update of existing rows", update, true))
+        .await
 }
 
 /// Renders `rows` as `LOAD DATA` text, in chunks.
@@ -401,38 +459,54 @@ async fn upsert_load(
     overwrite: bool,
 ) -> Result<(), MysqlSinkError> {
     let data = render_load(st, rows)?;
+    // Sequential decisions on the server's answers: borrow the connection.
+    let mut lent = cx.w.lend().await?;
+    let r = upsert_load_on(&mut lent.conn, st, rows.len(), data, likely_new, overwrite).await;
+    lent.give_back();
+    r
+}
+
+async fn upsert_load_on(
+    conn: &mut Conn,
+    st: &mut TableState,
+    nrows: usize,
+    data: Vec<Bytes>,
+    likely_new: bool,
+    overwrite: bool,
+) -> Result<(), MysqlSinkError> {
     let schema = st.schema.clone();
     if likely_new {
         // Straight into the target; any warning (an existing key is one:
         // LOAD DATA LOCAL skips duplicates) undoes it and merges instead.
-        query(cx.conn, &schema, "bulk load", "SAVEPOINT dbsync_bulk").await?;
-        load(cx.conn, &st.sql.load_target, data.clone())
+        query(conn, &schema, "bulk load", "SAVEPOINT dbsync_bulk").await?;
+        load(conn, &st.sql.load_target, data.clone())
             .await
             .map_err(|e| MysqlSinkError::statement(&schema.id, "bulk load", &e))?;
-        if cx.conn.get_warnings() == 0 {
+        if conn.get_warnings() == 0 {
             return Ok(());
         }
-        debug!(table = %schema.id, rows = rows.len(), "bulk load met existing keys or warnings, merging instead");
+        debug!(table = %schema.id, rows = nrows, "bulk load met existing keys or warnings, merging instead");
         query(
-            cx.conn,
+            conn,
             &schema,
             "bulk load",
             "ROLLBACK TO SAVEPOINT dbsync_bulk",
         )
         .await?;
     }
-    fresh_stage(cx, st).await?;
-    load(cx.conn, &st.sql.load_stage, data)
+    let stage = fresh_stage_sql(st);
+    query(conn, &schema, "creating a staging table", &stage).await?;
+    load(conn, &st.sql.load_stage, data)
         .await
         .map_err(|e| MysqlSinkError::statement(&schema.id, "loading rows to stage", &e))?;
-    check_warnings(cx.conn, &schema, "loading rows to stage").await?;
+    check_warnings(conn, &schema, "loading rows to stage").await?;
     let merge = if overwrite {
         &st.sql.merge
     } else {
         &st.sql.merge_keep
     };
-    query(cx.conn, &schema, "upsert", merge).await?;
-    check_warnings(cx.conn, &schema, "upsert").await
+    query(conn, &schema, "upsert", merge).await?;
+    check_warnings(conn, &schema, "upsert").await
 }
 
 #[cfg(test)]

@@ -306,6 +306,50 @@ fn base_type(col: &ColumnSchema, dialect: Dialect) -> String {
     native_type_of(col, dialect).unwrap_or_else(|| mapped_type(&col.data_type))
 }
 
+/// ` DEFAULT <literal>` for a column with a constant default, else nothing:
+/// numbers unquoted into numeric columns, anything else a string literal the
+/// server converts to the column's type. `TEXT`/`BLOB`/`JSON` columns take
+/// the parenthesized (expression) form, the only one MySQL 8.0.13+ accepts
+/// for them (MariaDB 10.2+ takes both).
+pub fn default_clause(col: &ColumnSchema, ty: &str) -> String {
+    let Some(text) = &col.default else {
+        return String::new();
+    };
+    let base = native_base(ty);
+    let numeric_type = matches!(
+        base.as_str(),
+        "tinyint"
+            | "smallint"
+            | "mediumint"
+            | "int"
+            | "integer"
+            | "bigint"
+            | "decimal"
+            | "numeric"
+            | "float"
+            | "double"
+            | "bit"
+            | "year"
+    );
+    let plain_number = !text.is_empty()
+        && text
+            .trim_start_matches('-')
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.')
+        && text.chars().filter(|&c| c == '.').count() <= 1
+        && text.chars().any(|c| c.is_ascii_digit());
+    let lit = if numeric_type && plain_number {
+        text.clone()
+    } else {
+        quote_literal(text)
+    };
+    if base.ends_with("text") || base.ends_with("blob") || base == "json" {
+        format!(" DEFAULT ({lit})")
+    } else {
+        format!(" DEFAULT {lit}")
+    }
+}
+
 fn column_def(sql: &mut String, col: &ColumnSchema, ty: &str, not_null: bool) {
     push_ident(sql, &col.name);
     sql.push(' ');
@@ -313,6 +357,7 @@ fn column_def(sql: &mut String, col: &ColumnSchema, ty: &str, not_null: bool) {
     // Explicit NULL: a `timestamp` column is NOT NULL by default on servers
     // with explicit_defaults_for_timestamp off.
     sql.push_str(if not_null { " NOT NULL" } else { " NULL" });
+    sql.push_str(&default_clause(col, ty));
 }
 
 /// `CREATE TABLE IF NOT EXISTS` with the key as primary key, InnoDB, utf8mb4.
@@ -341,8 +386,9 @@ pub fn create_database_sql(db: &str) -> String {
     )
 }
 
-/// `ALTER TABLE ... ADD COLUMN ...` for the columns at `missing` (added
-/// nullable: existing rows have no value).
+/// `ALTER TABLE ... ADD COLUMN ...` for the columns at `missing`, added
+/// nullable; with the source's constant default, which the rows already
+/// there get (as they did in the source), else NULL.
 pub fn add_columns_sql(schema: &TableSchema, missing: &[usize], types: &[String]) -> String {
     let mut sql = format!("ALTER TABLE {}", qualified(&schema.id));
     let cols = missing
@@ -357,6 +403,173 @@ pub fn add_columns_sql(schema: &TableSchema, missing: &[usize], types: &[String]
         column_def(&mut sql, col, ty, false);
     }
     sql
+}
+
+/// `ALTER TABLE ...` adding the columns at `missing` (see
+/// [`add_columns_sql`]) and widening the columns at `widen` to `types`
+/// (`MODIFY COLUMN`, nullable unless a key column). Widening rebuilds the
+/// table on both servers except where they can do it in place (MariaDB
+/// 10.4+ and MySQL 8 extend a `VARCHAR` in place while its length bytes do
+/// not change); either way it runs on the DDL connection, outside the data
+/// transaction.
+pub fn alter_sql(
+    schema: &TableSchema,
+    missing: &[usize],
+    widen: &[usize],
+    types: &[String],
+) -> String {
+    let mut sql = add_columns_sql(schema, missing, types);
+    let cols = widen
+        .iter()
+        .filter_map(|&i| Some((i, schema.columns.get(i)?, types.get(i)?)));
+    for (n, (i, col, ty)) in cols.enumerate() {
+        sql.push_str(if n == 0 && missing.is_empty() {
+            " MODIFY COLUMN "
+        } else {
+            ", MODIFY COLUMN "
+        });
+        column_def(&mut sql, col, ty, schema.key.contains(&i));
+    }
+    sql
+}
+
+/// A MySQL column type for comparison: lowercase, single spaces, without
+/// integer display widths (`int(11)`) or a character set and collation.
+/// (MySQL 8.0.19+ no longer shows display widths in `COLUMN_TYPE`, MariaDB
+/// does; both normalize to the same text.)
+pub fn normalize_type(ty: &str) -> String {
+    let lower = ty.to_ascii_lowercase();
+    let cut = [" character set", " collate"]
+        .iter()
+        .filter_map(|w| lower.find(w))
+        .min()
+        .unwrap_or(lower.len());
+    let mut s = lower[..cut].trim().to_string();
+    if int_bytes(&native_base(&s)).is_some() {
+        if let (Some(a), Some(b)) = (s.find('('), s.find(')')) {
+            if a < b {
+                s.replace_range(a..=b, "");
+            }
+        }
+    }
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn int_bytes(base: &str) -> Option<u8> {
+    Some(match base {
+        "tinyint" => 1,
+        "smallint" => 2,
+        "mediumint" => 3,
+        "int" | "integer" => 4,
+        "bigint" => 8,
+        _ => return None,
+    })
+}
+
+/// Whether MySQL type `new` holds every value of `old` when both map to the
+/// same engine type (`tinytext` → `text`, `int unsigned` → `bigint`, an
+/// `enum` with members appended).
+fn native_widens(old: &str, new: &str) -> bool {
+    let (o, n) = (normalize_type(old), normalize_type(new));
+    let lob = |t: &str| -> Option<(bool, u8)> {
+        let b = native_base(t);
+        let blob = b.ends_with("blob");
+        let size = match b.trim_end_matches("text").trim_end_matches("blob") {
+            "tiny" => 1,
+            "" => 2,
+            "medium" => 3,
+            "long" => 4,
+            _ => return None,
+        };
+        (b.ends_with("text") || blob).then_some((blob, size))
+    };
+    if let (Some(a), Some(b)) = (lob(&o), lob(&n)) {
+        return a.0 == b.0 && b.1 >= a.1;
+    }
+    if let (Some(ob), Some(nb)) = (int_bytes(&native_base(&o)), int_bytes(&native_base(&n))) {
+        let (ou, nu) = (o.contains("unsigned"), n.contains("unsigned"));
+        return (ou == nu && nb >= ob) || (ou && !nu && nb > ob);
+    }
+    for kind in ["enum(", "set("] {
+        if o.starts_with(kind) && n.starts_with(kind) {
+            let prefix = o.trim_end_matches(')');
+            return n.starts_with(prefix) && n[prefix.len()..].starts_with([',', ')']);
+        }
+    }
+    false
+}
+
+/// The columns whose target type must be widened because their source type
+/// changed from `old` to `schema` (target `types` as [`column_types`] gives
+/// them). A narrowing needs nothing (the target column still holds every
+/// value); any other change fails with what to do, unless the target column
+/// already has the type.
+pub fn plan_widen(
+    old: &TableSchema,
+    schema: &TableSchema,
+    target: &TargetTable,
+    types: &[String],
+) -> Result<Vec<usize>, MysqlSinkError> {
+    let mut out = Vec::new();
+    for (i, col) in schema.columns.iter().enumerate() {
+        let Some(was) = old
+            .columns
+            .iter()
+            .find(|o| o.name.eq_ignore_ascii_case(&col.name))
+        else {
+            continue;
+        };
+        if was.data_type == col.data_type && was.native_type == col.native_type {
+            continue;
+        }
+        let (Some(current), Some(want)) = (target.column(&col.name), types.get(i)) else {
+            continue;
+        };
+        if normalize_type(&current.column_type) == normalize_type(want) {
+            continue;
+        }
+        let native = was.data_type == col.data_type;
+        let narrower = if native {
+            native_widens(&col.native_type, &was.native_type)
+        } else {
+            col.data_type.widens_to(&was.data_type)
+        };
+        if narrower {
+            // The target column (as wide as the old type) holds every new value.
+            continue;
+        }
+        let safe = if native {
+            schema.dialect == Dialect::MySql && native_widens(&was.native_type, &col.native_type)
+        } else {
+            was.data_type.widens_to(&col.data_type)
+        };
+        if !safe {
+            return Err(MysqlSinkError::Schema(format!(
+                "source column {} of {} changed type ({} to {}); dbsync only widens target \
+                 columns and cannot convert target column {} ({}) safely: change it yourself \
+                 (ALTER TABLE {} MODIFY COLUMN {} {}), then restart the task",
+                col.name,
+                schema.id,
+                describe(was),
+                describe(col),
+                col.name,
+                current.column_type,
+                qualified(&schema.id),
+                quote_ident(&col.name),
+                want
+            )));
+        }
+        out.push(i);
+    }
+    Ok(out)
+}
+
+fn describe(c: &ColumnSchema) -> String {
+    if c.native_type.is_empty() {
+        format!("{:?}", c.data_type)
+    } else {
+        c.native_type.clone()
+    }
 }
 
 /// A column of an existing target table.

@@ -8,6 +8,7 @@ fn col(name: &str, dt: DataType, native: &str) -> ColumnSchema {
         data_type: dt,
         nullable: true,
         native_type: native.into(),
+        default: None,
     }
 }
 
@@ -316,4 +317,91 @@ fn existing_tables_are_checked() {
         .unwrap_err()
         .to_string()
         .contains("not a table"));
+}
+
+#[test]
+fn added_columns_get_the_source_default() {
+    let mut t = table(
+        vec![
+            col("id", DataType::Int64, "bigint"),
+            col("n", DataType::Int32, "int"),
+            col("s", DataType::Text { max_len: Some(9) }, "varchar(9)"),
+            col("l", DataType::Text { max_len: None }, "longtext"),
+        ],
+        &[0],
+        Dialect::MySql,
+    );
+    t.columns[1].default = Some("-5".into());
+    t.columns[2].default = Some("it's".into());
+    t.columns[3].default = Some("x".into());
+    let types = column_types(&t, BIN);
+    assert_eq!(
+        add_columns_sql(&t, &[1, 2, 3], &types),
+        "ALTER TABLE `shop`.`t` ADD COLUMN `n` int NULL DEFAULT -5, ADD COLUMN `s` varchar(9) \
+         NULL DEFAULT 'it''s', ADD COLUMN `l` longtext NULL DEFAULT ('x')"
+    );
+    // A default that is not a plain number is quoted even for numeric columns.
+    t.columns[1].default = Some("1e3; DROP".into());
+    assert_eq!(default_clause(&t.columns[1], "int"), " DEFAULT '1e3; DROP'");
+}
+
+#[test]
+fn source_type_changes_widen_target_columns_or_stop() {
+    let old = table(
+        vec![
+            col("id", DataType::Int32, "int"),
+            col("a", DataType::Text { max_len: Some(10) }, "varchar(10)"),
+            col("b", DataType::Int32, "int"),
+            col("c", DataType::Text { max_len: None }, "tinytext"),
+            col("e", DataType::Text { max_len: None }, "enum('x','y')"),
+        ],
+        &[0],
+        Dialect::MySql,
+    );
+    let mut new = old.clone();
+    new.columns[1] = col("a", DataType::Text { max_len: Some(300) }, "varchar(300)");
+    new.columns[2] = col("b", DataType::Int64, "bigint");
+    new.columns[3] = col("c", DataType::Text { max_len: None }, "mediumtext");
+    new.columns[4] = col("e", DataType::Text { max_len: None }, "enum('x','y','z')");
+    let mut tgt = target(&["id", "a", "b", "c", "e"], vec![vec!["id"]], "InnoDB");
+    for (c, ty) in tgt.columns.iter_mut().zip([
+        "int(11)",
+        "varchar(10)",
+        "int(11)",
+        "tinytext",
+        "enum('x','y')",
+    ]) {
+        c.column_type = ty.into();
+    }
+    let types = column_types(&new, BIN);
+    assert_eq!(
+        plan_widen(&old, &new, &tgt, &types).unwrap(),
+        vec![1, 2, 3, 4]
+    );
+    assert_eq!(
+        alter_sql(&new, &[], &[2], &types),
+        "ALTER TABLE `shop`.`t` MODIFY COLUMN `b` bigint NULL"
+    );
+    // Already widened (a replay): nothing to do.
+    tgt.columns[2].column_type = "bigint(20)".into();
+    assert_eq!(plan_widen(&old, &new, &tgt, &types).unwrap(), vec![1, 3, 4]);
+    // Narrowed: the target still holds every value.
+    assert!(plan_widen(&new, &old, &tgt, &column_types(&old, BIN))
+        .unwrap()
+        .is_empty());
+    // Another kind of type: stop, saying what to run.
+    let mut bad = old.clone();
+    bad.columns[2] = col("b", DataType::Text { max_len: Some(5) }, "varchar(5)");
+    let err = plan_widen(&old, &bad, &tgt, &column_types(&bad, BIN))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("only widens") && err.contains("MODIFY COLUMN `b` varchar(5)"),
+        "{err}"
+    );
+    assert_eq!(normalize_type("BIGINT(20) UNSIGNED"), "bigint unsigned");
+    assert_eq!(
+        normalize_type("varchar(5) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"),
+        "varchar(5)"
+    );
 }

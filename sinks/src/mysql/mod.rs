@@ -29,10 +29,28 @@
 //! so: tables are created and extended on a second connection of their own;
 //! `truncate` is a transactional `DELETE FROM`; staging tables are temporary
 //! tables dropped and created (`DROP/CREATE TEMPORARY TABLE` do not commit).
-//! When columns must be added to a table the open transaction already wrote
-//! to (its metadata lock would block the `ALTER`), the transaction is rolled
-//! back, the columns are added, and a transient error makes the pipeline
-//! replay it.
+//! When columns must be added or widened in a table the open transaction
+//! already wrote to (its metadata lock would block the `ALTER`), the
+//! transaction is rolled back, the table is altered, and a transient error
+//! makes the pipeline replay it. `rename_table` runs `RENAME TABLE` on the
+//! DDL connection at the start of a fresh transaction.
+//!
+//! # Overlap and parallelism
+//! Statements run on a writer task that owns the data connection
+//! (`writer.rs`): the pipeline maps, coalesces and encodes the next rows
+//! while the server executes the previous statement (bounded: at most a few
+//! statements queued). A statement's error surfaces at a later call, at the
+//! latest at `commit`, which waits for every statement and never commits
+//! after a failure. Rows of the initial copy ([`engine::TableChanges::snapshot`])
+//! are spread over [`MysqlSinkOptions::snapshot_connections`] connections,
+//! each with its own transaction, all committed at `commit` (extra ones
+//! first); stream changes always use the main connection, so a source
+//! transaction is never split. No session setting trades durability:
+//! `COMMIT` is as durable as the server makes it, and `unique_checks` /
+//! `foreign_key_checks` stay on: InnoDB always checks the primary key (the
+//! only unique index of the tables dbsync creates), so `unique_checks = 0`
+//! would only skip checks of other unique indexes (silent duplicates on
+//! tables made by hand), and dbsync's tables have no foreign keys.
 //!
 //! # Writes
 //! - Upserts: multi-row `INSERT ... VALUES (?, ...), ... ON DUPLICATE KEY
@@ -67,6 +85,7 @@ mod error;
 mod sink;
 pub mod sql;
 pub mod values;
+mod writer;
 
 pub use error::{class_of_code, describe_server_error, MyFailure, MysqlSinkError};
 pub use sink::MysqlSink;
@@ -128,6 +147,10 @@ pub struct MysqlSinkOptions {
     /// Most keys per `DELETE` statement (MariaDB turns `IN` lists of 1000 or
     /// more into a join with a derived table: stay below).
     pub delete_keys: usize,
+    /// Connections that write rows of the initial copy at the same time (the
+    /// main one included; 1 = only the main one). See `docs/BENCHMARKS.md`
+    /// (MariaDB) for the measurement behind the default.
+    pub snapshot_connections: usize,
 }
 
 impl Default for MysqlSinkOptions {
@@ -139,6 +162,7 @@ impl Default for MysqlSinkOptions {
             values_rows: 1000,
             statement_bytes: 4 * 1024 * 1024,
             delete_keys: 500,
+            snapshot_connections: 2,
         }
     }
 }

@@ -10,11 +10,12 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 use tracing::{debug, info};
 
-use super::apply::{self, Ctx, TableState};
+use super::apply::{self, job, query_job, Ctx, TableState};
 use super::ddl;
 use super::error::{MyFailure, MysqlSinkError};
 use super::sql::{qualified, ServerInfo, TableSql};
 use super::values::ColKind;
+use super::writer::{Job, Writer};
 use super::{MysqlSinkOptions, SQL_MODE};
 
 /// How long connecting may take.
@@ -28,9 +29,13 @@ const DDL_LOCK_WAIT_SECS: u32 = 60;
 /// See [`engine::Sink`] for the contract and the [module
 /// documentation](super) for the session settings and why DDL uses a
 /// second connection. Everything between `begin` and `commit` is one target
-/// transaction on the data connection.
+/// transaction on the data connection, whose statements run on a writer task
+/// (see `writer.rs`): a statement's error may surface at a later `apply` or
+/// at `commit`, which waits for every statement.
 pub struct MysqlSink {
-    conn: Conn,
+    w: Writer,
+    /// The server's id of the data connection.
+    conn_id: u32,
     /// The DDL connection, opened when first needed.
     ddl: Option<Conn>,
     /// Options to open the DDL connection with (holds the password: never printed).
@@ -50,6 +55,12 @@ pub struct MysqlSink {
     failed: bool,
     /// Tables the open transaction has written to (it holds their metadata locks).
     touched: HashSet<TableId>,
+    /// Further connections for rows of the initial copy
+    /// ([`TableChanges::snapshot`]), opened on first use; each runs its own
+    /// transaction (`true`: started), committed before the main one.
+    extra: Vec<(Writer, bool)>,
+    /// Which connection takes the next snapshot batch (0: the main one).
+    next_writer: usize,
 }
 
 /// Builds the driver options: `mariadb://` is accepted for `mysql://`, and
@@ -143,8 +154,10 @@ impl MysqlSink {
             local_infile: local_infile == Some(1),
         };
         info!(target = %shown, version = %version_text, "connected to the target");
+        let conn_id = conn.id();
         Ok(Self {
-            conn,
+            w: Writer::start(conn),
+            conn_id,
             ddl: None,
             conn_opts,
             shown,
@@ -157,6 +170,8 @@ impl MysqlSink {
             started: false,
             failed: false,
             touched: HashSet::new(),
+            extra: Vec::new(),
+            next_writer: 0,
         })
     }
 
@@ -167,7 +182,7 @@ impl MysqlSink {
 
     /// The server's id of the data connection (what `KILL` takes).
     pub fn connection_id(&self) -> u32 {
-        self.conn.id()
+        self.conn_id
     }
 
     /// The DDL connection (opened on first use, autocommit).
@@ -265,40 +280,47 @@ impl MysqlSink {
             }
         };
         let missing = ddl::plan_existing(schema, &target)?;
-        let target = if missing.is_empty() {
+        let widen = match self.tables.get(id) {
+            Some(old) => ddl::plan_widen(&old.schema, schema, &target, &types)?,
+            None => Vec::new(),
+        };
+        let target = if missing.is_empty() && widen.is_empty() {
             target
         } else {
             let names: Vec<&str> = missing
                 .iter()
+                .chain(&widen)
                 .map(|&i| schema.columns[i].name.as_str())
                 .collect();
             // The open transaction holds a metadata lock on a table it wrote
             // to: the ALTER would wait for it. Roll back, alter, and let the
             // pipeline replay the transaction.
-            let blocked = self.started && self.touched.contains(id);
+            let open = self.started || self.extra.iter().any(|(_, started)| *started);
+            let blocked = open && self.touched.contains(id);
             if blocked {
                 self.started = false;
                 self.failed = true;
                 self.touched.clear();
-                self.conn
-                    .query_drop("ROLLBACK")
-                    .await
-                    .map_err(|e| MysqlSinkError::transaction("rollback", &e))?;
+                self.w
+                    .reset(transaction_job("ROLLBACK", "rollback"))
+                    .await?;
+                self.reset_extra().await?;
             }
-            let sql = ddl::add_columns_sql(schema, &missing, &types);
-            self.run_ddl(id, "adding columns", &sql).await?;
-            info!(table = %id, columns = ?names, "added columns to target table");
+            let sql = ddl::alter_sql(schema, &missing, &widen, &types);
+            self.run_ddl(id, "altering the table", &sql).await?;
+            info!(table = %id, columns = ?names, added = missing.len(), widened = widen.len(), "altered target table");
             if blocked {
                 self.tables.remove(id);
                 return Err(MysqlSinkError::SchemaChanged(format!(
-                    "target table {id} needed new columns ({}) after the open transaction had \
-                     written to it; MySQL cannot alter a table inside a transaction, so the \
-                     transaction was rolled back and is retried with the columns in place",
+                    "target table {id} needed new or wider columns ({}) after the open \
+                     transaction had written to it; MySQL cannot alter a table inside a \
+                     transaction, so the transaction was rolled back and is retried with the \
+                     columns in place",
                     names.join(", ")
                 )));
             }
             self.read_target(id).await?.ok_or_else(|| {
-                MysqlSinkError::Schema(format!("target table {id} vanished while adding columns"))
+                MysqlSinkError::Schema(format!("target table {id} vanished while being altered"))
             })?
         };
         let kinds: Vec<ColKind> = schema
@@ -312,9 +334,17 @@ impl MysqlSink {
         if let Some(old) = self.tables.remove(id) {
             if old.stage_exists {
                 // Best effort: a stale stage only costs memory.
-                if let Err(e) = self.conn.query_drop(&old.sql.drop_stage).await {
-                    debug!(table = %id, error = %MyFailure::from_driver(&e), "dropping an old staging table failed");
-                }
+                let (sql, table) = (old.sql.drop_stage.clone(), id.clone());
+                self.w
+                    .submit(job(move |conn| {
+                        Box::pin(async move {
+                            if let Err(e) = conn.query_drop(sql).await {
+                                debug!(table = %table, error = %MyFailure::from_driver(&e), "dropping an old staging table failed");
+                            }
+                            Ok(())
+                        })
+                    }))
+                    .await?;
             }
         }
         self.tables.insert(
@@ -345,13 +375,12 @@ impl MysqlSink {
         Ok(())
     }
 
-    /// Sends `START TRANSACTION` before the transaction's first write.
+    /// Queues `START TRANSACTION` before the transaction's first write.
     async fn start(&mut self) -> Result<(), MysqlSinkError> {
         if !self.started {
-            self.conn
-                .query_drop("START TRANSACTION")
-                .await
-                .map_err(|e| MysqlSinkError::transaction("begin", &e))?;
+            self.w
+                .submit(transaction_job("START TRANSACTION", "begin"))
+                .await?;
             self.started = true;
         }
         Ok(())
@@ -359,27 +388,115 @@ impl MysqlSink {
 
     async fn apply_inner(&mut self, changes: &TableChanges) -> Result<(), MysqlSinkError> {
         self.require_txn("apply")?;
+        if self.w.failed() {
+            // An earlier statement of this transaction failed: report it now.
+            self.w.sync().await?;
+        }
         if changes.is_empty() {
             return Ok(());
         }
         self.ensure(&changes.table).await?;
-        self.start().await?;
         self.touched.insert(changes.table.id.clone());
+        let k = self.snapshot_writer(changes).await?;
+        if k == 0 {
+            self.start().await?;
+        }
         let Self {
-            conn,
+            w,
+            extra,
             opts,
             server,
             tables,
             ..
         } = self;
+        let w = match k.checked_sub(1).and_then(|i| extra.get_mut(i)) {
+            Some((x, _)) => x,
+            None => w,
+        };
         let Some(st) = tables.get_mut(&changes.table.id) else {
             return Err(MysqlSinkError::Schema(format!(
                 "internal: no state for target table {}",
                 changes.table.id
             )));
         };
-        let mut cx = Ctx { conn, opts, server };
+        let mut cx = Ctx { w, opts, server };
         apply::apply(&mut cx, st, changes).await
+    }
+
+    /// The connection for `changes`: rows of the initial copy go round-robin
+    /// over the main connection and [`MysqlSinkOptions::snapshot_connections`]
+    /// − 1 more (on 2 cores the target server then executes two inserts at a
+    /// time while dbsync encodes the next); everything else, and any batch
+    /// that needs a staging table (session-bound), takes the main one (0).
+    /// Starts the chosen extra connection's transaction.
+    async fn snapshot_writer(&mut self, changes: &TableChanges) -> Result<usize, MysqlSinkError> {
+        let extra = self.opts.snapshot_connections.saturating_sub(1);
+        let plain = changes.snapshot
+            && changes.deletes.is_empty()
+            && changes.partial_updates.is_empty()
+            && !matches!(
+                changes.policy.upsert_mode(),
+                engine::mapping::UpsertMode::UpdateIfPresent
+            )
+            && !self.opts.use_load(
+                changes.upserts.len(),
+                changes.likely_new,
+                self.server.local_infile,
+            );
+        if !plain || extra == 0 {
+            return Ok(0);
+        }
+        let k = self.next_writer % (extra + 1);
+        self.next_writer = self.next_writer.wrapping_add(1);
+        if k == 0 {
+            return Ok(0);
+        }
+        while self.extra.len() < k {
+            let conn = open(&self.conn_opts, &self.shown).await?;
+            self.extra.push((Writer::start(conn), false));
+        }
+        let (w, started) = &mut self.extra[k - 1];
+        if w.failed() {
+            w.sync().await?;
+        }
+        if !*started {
+            w.submit(transaction_job("START TRANSACTION", "begin"))
+                .await?;
+            *started = true;
+        }
+        Ok(k)
+    }
+
+    /// Rolls back the extra connections' transactions (clearing failures).
+    async fn reset_extra(&mut self) -> Result<(), MysqlSinkError> {
+        let mut first = Ok(());
+        for (w, started) in &mut self.extra {
+            let job = if std::mem::take(started) {
+                transaction_job("ROLLBACK", "rollback")
+            } else {
+                job(|_| Box::pin(async { Ok(()) }))
+            };
+            let r = w.reset(job).await;
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// Commits the extra connections' transactions (before the main one).
+    async fn commit_extra(&mut self) -> Result<(), MysqlSinkError> {
+        for i in 0..self.extra.len() {
+            let (w, started) = &mut self.extra[i];
+            if !std::mem::take(started) {
+                continue;
+            }
+            if let Err(e) = w.call(transaction_job("COMMIT", "commit")).await {
+                let _ = self.reset_extra().await;
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     async fn truncate_inner(&mut self, table: &TableId) -> Result<(), MysqlSinkError> {
@@ -387,10 +504,61 @@ impl MysqlSink {
         self.start().await?;
         self.touched.insert(table.clone());
         // TRUNCATE TABLE commits implicitly: a DELETE keeps the transaction.
-        self.conn
-            .query_drop(format!("DELETE FROM {}", qualified(table)))
+        let schema = self
+            .tables
+            .get(table)
+            .map(|st| st.schema.clone())
+            .unwrap_or_else(|| {
+                Arc::new(TableSchema {
+                    id: table.clone(),
+                    columns: Vec::new(),
+                    key: Vec::new(),
+                    dialect: engine::Dialect::MySql,
+                })
+            });
+        let sql = format!("DELETE FROM {}", qualified(table));
+        self.w
+            .submit(query_job(schema, "truncate", sql, false))
             .await
-            .map_err(|e| MysqlSinkError::statement(table, "truncate", &e))
+    }
+
+    /// Renames target table `from` to `to` (see [`Sink::rename_table`]), on
+    /// the DDL connection: the pipeline calls it at the start of a fresh
+    /// transaction, so the data connection holds no lock on either table.
+    /// `RENAME TABLE` across databases works alike on MySQL 8 and MariaDB
+    /// (both commit implicitly; MySQL 8's is atomic DDL, MariaDB's is
+    /// crash-safe from 10.6).
+    async fn rename_inner(&mut self, from: &TableId, to: &TableId) -> Result<(), MysqlSinkError> {
+        self.require_txn("rename_table")?;
+        if self.started && (self.touched.contains(from) || self.touched.contains(to)) {
+            return Err(MysqlSinkError::Config(format!(
+                "internal: rename of {from} requested after the open transaction wrote to it"
+            )));
+        }
+        self.tables.remove(from);
+        self.tables.remove(to);
+        if self.read_target(from).await?.is_none() {
+            // Renamed by an earlier attempt, or never created.
+            return Ok(());
+        }
+        if self.read_target(to).await?.is_some() {
+            return Err(MysqlSinkError::Schema(format!(
+                "the source table was renamed, but target table {from} cannot be renamed to {to}: \
+                 {to} exists already. Drop or rename one of them, then restart the task"
+            )));
+        }
+        if !ddl::database_exists(self.ddl_conn().await?, to).await? {
+            self.run_ddl(
+                to,
+                "creating the database",
+                &ddl::create_database_sql(&to.schema),
+            )
+            .await?;
+        }
+        let sql = format!("RENAME TABLE {} TO {}", qualified(from), qualified(to));
+        self.run_ddl(from, "renaming the table", &sql).await?;
+        info!(from = %from, to = %to, "renamed target table");
+        Ok(())
     }
 
     /// Records that the open transaction can no longer commit.
@@ -449,29 +617,56 @@ impl Sink for MysqlSink {
         }
         self.in_txn = false;
         self.touched.clear();
+        if let Err(e) = self.commit_extra().await {
+            if std::mem::take(&mut self.started) {
+                let _ = self.w.reset(transaction_job("ROLLBACK", "rollback")).await;
+            }
+            return Err(e.into());
+        }
         if !std::mem::take(&mut self.started) {
             // Nothing was written: nothing to commit.
             return Ok(());
         }
         // When COMMIT fails the outcome is unknown (the connection may have
         // dropped after the server committed): the pipeline replays from the
-        // last checkpoint, which is idempotent.
-        self.conn
-            .query_drop("COMMIT")
-            .await
-            .map_err(|e| MysqlSinkError::transaction("commit", &e).into())
+        // last checkpoint, which is idempotent. COMMIT runs only when every
+        // statement before it succeeded (the writer skips jobs after a failure).
+        let r = self.w.call(transaction_job("COMMIT", "commit")).await;
+        if r.is_err() {
+            // Clear the writer's failure for the next transaction (best effort).
+            let _ = self.w.reset(transaction_job("ROLLBACK", "rollback")).await;
+        }
+        r.map_err(Into::into)
+    }
+
+    async fn rename_table(&mut self, from: &TableId, to: &TableId) -> engine::Result<()> {
+        let r = self.rename_inner(from, to).await;
+        self.track(r)
     }
 
     async fn rollback(&mut self) -> engine::Result<()> {
         self.in_txn = false;
         self.failed = false;
         self.touched.clear();
-        if !std::mem::take(&mut self.started) {
-            return Ok(());
-        }
-        self.conn
-            .query_drop("ROLLBACK")
-            .await
-            .map_err(|e| MysqlSinkError::transaction("rollback", &e).into())
+        let job = if std::mem::take(&mut self.started) {
+            transaction_job("ROLLBACK", "rollback")
+        } else {
+            // Nothing was started; still clear a failure queued before.
+            job(|_| Box::pin(async { Ok(()) }))
+        };
+        let extra = self.reset_extra().await;
+        self.w.reset(job).await?;
+        extra.map_err(Into::into)
     }
+}
+
+/// `START TRANSACTION`, `COMMIT` or `ROLLBACK` as a writer job.
+fn transaction_job(sql: &'static str, action: &'static str) -> Job {
+    job(move |conn| {
+        Box::pin(async move {
+            conn.query_drop(sql)
+                .await
+                .map_err(|e| MysqlSinkError::transaction(action, &e))
+        })
+    })
 }

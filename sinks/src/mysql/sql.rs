@@ -381,6 +381,7 @@ mod tests {
                     data_type: DataType::Int32,
                     nullable: true,
                     native_type: "integer".into(),
+                    default: None,
                 })
                 .collect(),
             key: key.to_vec(),

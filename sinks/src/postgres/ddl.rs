@@ -8,7 +8,7 @@ use engine::{ColumnSchema, DataType, Dialect, TableId, TableSchema};
 use tokio_postgres::Client;
 
 use super::error::PgSinkError;
-use super::sql::{push_ident, qualified, quote_ident};
+use super::sql::{push_ident, qualified, quote_ident, quote_literal};
 
 /// PostgreSQL built-in type names as `format_type` spells them, with type
 /// modifiers and array brackets removed. A native type outside this list
@@ -146,6 +146,18 @@ pub fn mapped_type(dt: &DataType) -> String {
     }
 }
 
+/// ` DEFAULT '<text>'` for a column with a constant default (the server
+/// reads the literal as the column's type; `bytea` in hex form), else nothing.
+pub fn default_clause(col: &ColumnSchema) -> String {
+    match &col.default {
+        Some(text) if col.data_type == DataType::Bytes => {
+            format!(" DEFAULT '\\x{}'", hex::encode(text.as_bytes()))
+        }
+        Some(text) => format!(" DEFAULT {}", quote_literal(text)),
+        None => String::new(),
+    }
+}
+
 /// `CREATE TABLE IF NOT EXISTS "s"."t" (... , PRIMARY KEY (...))`.
 pub fn create_table_sql(schema: &TableSchema) -> String {
     let mut sql = format!("CREATE TABLE IF NOT EXISTS {} (", qualified(&schema.id));
@@ -153,6 +165,7 @@ pub fn create_table_sql(schema: &TableSchema) -> String {
         push_ident(&mut sql, &col.name);
         sql.push(' ');
         sql.push_str(&column_type(col, schema.dialect));
+        sql.push_str(&default_clause(col));
         if !col.nullable {
             sql.push_str(" NOT NULL");
         }
@@ -170,7 +183,8 @@ pub fn create_table_sql(schema: &TableSchema) -> String {
 }
 
 /// `ALTER TABLE "s"."t" ADD COLUMN IF NOT EXISTS ...` for the columns at
-/// `missing` (added nullable: existing rows have no value).
+/// `missing`, added nullable; with the source's constant default, which the
+/// rows already there get (as they did in the source), else NULL.
 pub fn add_columns_sql(schema: &TableSchema, missing: &[usize]) -> String {
     let mut sql = format!("ALTER TABLE {}", qualified(&schema.id));
     for (n, &i) in missing.iter().enumerate() {
@@ -178,12 +192,78 @@ pub fn add_columns_sql(schema: &TableSchema, missing: &[usize]) -> String {
         sql.push_str(if n == 0 { " " } else { ", " });
         let _ = write!(
             sql,
-            "ADD COLUMN IF NOT EXISTS {} {}",
+            "ADD COLUMN IF NOT EXISTS {} {}{}",
+            quote_ident(&col.name),
+            column_type(col, schema.dialect),
+            default_clause(col)
+        );
+    }
+    sql
+}
+
+/// `ALTER TABLE ... ALTER COLUMN ... TYPE ...` for the columns at `widen`.
+pub fn widen_columns_sql(schema: &TableSchema, widen: &[usize]) -> String {
+    let mut sql = format!("ALTER TABLE {}", qualified(&schema.id));
+    for (n, &i) in widen.iter().enumerate() {
+        let col = &schema.columns[i];
+        sql.push_str(if n == 0 { " " } else { ", " });
+        let _ = write!(
+            sql,
+            "ALTER COLUMN {} TYPE {}",
             quote_ident(&col.name),
             column_type(col, schema.dialect)
         );
     }
     sql
+}
+
+/// The columns whose target type must be widened because their source type
+/// changed from `old` to `schema`. A narrowing needs nothing (the target
+/// column still holds every value); any other change fails with what to do,
+/// unless the target column already has the type.
+pub fn plan_widen(
+    old: &TableSchema,
+    schema: &TableSchema,
+    target: &TargetTable,
+) -> Result<Vec<usize>, PgSinkError> {
+    let mut out = Vec::new();
+    for (i, col) in schema.columns.iter().enumerate() {
+        let Some(was) = old.columns.iter().find(|o| o.name == col.name) else {
+            continue;
+        };
+        if was.data_type == col.data_type {
+            continue;
+        }
+        let Some(current) = target.columns.iter().find(|t| t.name == col.name) else {
+            continue;
+        };
+        let want = column_type(col, schema.dialect);
+        if current.type_name == want {
+            continue;
+        }
+        if col.data_type.widens_to(&was.data_type) {
+            // Narrowed: the target column (as wide as the old type) holds every new value.
+            continue;
+        }
+        if !was.data_type.widens_to(&col.data_type) {
+            return Err(PgSinkError::Schema(format!(
+                "source column {} of {} changed type ({:?} to {:?}); dbsync only widens target \
+                 columns and cannot convert target column {} ({}) safely: change it yourself \
+                 (ALTER TABLE {} ALTER COLUMN {} TYPE {} USING ...), then restart the task",
+                col.name,
+                schema.id,
+                was.data_type,
+                col.data_type,
+                col.name,
+                current.type_name,
+                qualified(&schema.id),
+                quote_ident(&col.name),
+                want
+            )));
+        }
+        out.push(i);
+    }
+    Ok(out)
 }
 
 /// A column of an existing target table.
@@ -348,6 +428,7 @@ mod tests {
             data_type: dt,
             nullable: true,
             native_type: native.into(),
+            default: None,
         }
     }
 
@@ -551,5 +632,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("has no column id"), "{err}");
+    }
+
+    #[test]
+    fn added_columns_get_defaults_and_changed_types_widen() {
+        let mut t = table();
+        t.columns[1].default = Some("it's".into());
+        t.columns[2].default = Some("-5".into());
+        assert_eq!(
+            add_columns_sql(&t, &[1, 2]),
+            "ALTER TABLE \"public\".\"orders\" ADD COLUMN IF NOT EXISTS \"note\" text \
+             DEFAULT 'it''s', ADD COLUMN IF NOT EXISTS \"qty\" integer DEFAULT '-5'"
+        );
+        let bytes = ColumnSchema {
+            default: Some("ab".into()),
+            ..col("b", DataType::Bytes, "bytea")
+        };
+        assert_eq!(default_clause(&bytes), " DEFAULT '\\x6162'");
+
+        let old = table();
+        let mut new = table();
+        new.columns[2] = col("qty", DataType::Int64, "bigint");
+        let mut tgt = target(&["id", "note", "qty"], &[&["id"]]);
+        tgt.columns[2].type_name = "integer".into();
+        assert_eq!(plan_widen(&old, &new, &tgt).unwrap(), vec![2]);
+        assert_eq!(
+            widen_columns_sql(&new, &[2]),
+            "ALTER TABLE \"public\".\"orders\" ALTER COLUMN \"qty\" TYPE bigint"
+        );
+        // Already bigint (a replay), or narrowed back: nothing to do.
+        tgt.columns[2].type_name = "bigint".into();
+        assert!(plan_widen(&old, &new, &tgt).unwrap().is_empty());
+        assert!(plan_widen(&new, &old, &tgt).unwrap().is_empty());
+        // Another kind of type: stop, saying what to run.
+        new.columns[2] = col("qty", DataType::Text { max_len: None }, "text");
+        let err = plan_widen(&old, &new, &tgt).unwrap_err().to_string();
+        assert!(
+            err.contains("only widens") && err.contains("TYPE text"),
+            "{err}"
+        );
     }
 }

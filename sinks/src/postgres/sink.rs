@@ -170,6 +170,23 @@ impl PostgresSink {
             }
         };
         let TablePlan { missing, key_types } = ddl::plan_existing(schema, &target)?;
+        let widen = match self.tables.get(id) {
+            Some(old) => ddl::plan_widen(&old.schema, schema, &target)?,
+            None => Vec::new(),
+        };
+        if !widen.is_empty() {
+            let sql = ddl::widen_columns_sql(schema, &widen);
+            self.client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| PgSinkError::statement(id, "widening columns", &e))?;
+            let names: Vec<&str> = widen
+                .iter()
+                .map(|&i| schema.columns[i].name.as_str())
+                .collect();
+            info!(table = %id, columns = ?names, "widened columns of target table");
+            changed = true;
+        }
         if !missing.is_empty() {
             let sql = ddl::add_columns_sql(schema, &missing);
             self.client
@@ -288,6 +305,60 @@ impl PostgresSink {
             .map_err(|e| PgSinkError::statement(table, "truncate", &e))
     }
 
+    /// Renames target table `from` to `to` inside the open transaction (see
+    /// [`Sink::rename_table`]).
+    async fn rename_inner(&mut self, from: &TableId, to: &TableId) -> Result<(), PgSinkError> {
+        self.require_txn("rename_table")?;
+        self.send_begin().await?;
+        if let Some(old) = self.tables.remove(from) {
+            self.drop_stages(&old).await;
+        }
+        if let Some(old) = self.tables.remove(to) {
+            self.drop_stages(&old).await;
+        }
+        if ddl::read_target(&self.client, from).await?.is_none() {
+            // Renamed by an earlier attempt, or never created.
+            return Ok(());
+        }
+        if ddl::read_target(&self.client, to).await?.is_some() {
+            return Err(PgSinkError::Schema(format!(
+                "the source table was renamed, but target table {from} cannot be renamed to {to}: \
+                 {to} exists already. Drop or rename one of them, then restart the task"
+            )));
+        }
+        let mut sql = String::new();
+        if from.schema != to.schema {
+            if !ddl::schema_exists(&self.client, to).await? {
+                let _ = write!(
+                    sql,
+                    "CREATE SCHEMA IF NOT EXISTS {}; ",
+                    quote_ident(&to.schema)
+                );
+            }
+            let _ = write!(
+                sql,
+                "ALTER TABLE {} SET SCHEMA {}; ",
+                qualified(from),
+                quote_ident(&to.schema)
+            );
+        }
+        if from.name != to.name {
+            let moved = TableId::new(to.schema.clone(), from.name.clone());
+            let _ = write!(
+                sql,
+                "ALTER TABLE {} RENAME TO {}",
+                qualified(&moved),
+                quote_ident(&to.name)
+            );
+        }
+        self.client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| PgSinkError::statement(from, "renaming the table", &e))?;
+        info!(from = %from, to = %to, "renamed target table");
+        Ok(())
+    }
+
     /// Records that the open transaction can no longer commit.
     fn track<T>(&mut self, r: Result<T, PgSinkError>) -> engine::Result<T> {
         if r.is_err() && self.in_txn {
@@ -378,6 +449,11 @@ impl Sink for PostgresSink {
                 Err(PgSinkError::transaction("commit", &e).into())
             }
         }
+    }
+
+    async fn rename_table(&mut self, from: &TableId, to: &TableId) -> engine::Result<()> {
+        let r = self.rename_inner(from, to).await;
+        self.track(r)
     }
 
     async fn rollback(&mut self) -> engine::Result<()> {

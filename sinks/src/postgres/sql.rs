@@ -292,6 +292,7 @@ mod tests {
             data_type: DataType::Int32,
             nullable: true,
             native_type: "integer".into(),
+            default: None,
         }
     }
 

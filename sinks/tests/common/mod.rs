@@ -60,6 +60,7 @@ pub fn col(name: &str, data_type: DataType, native: &str, nullable: bool) -> Col
         data_type,
         nullable,
         native_type: native.into(),
+        default: None,
     }
 }
 
@@ -93,6 +94,7 @@ pub fn upserts(t: &Arc<TableSchema>, rows: Vec<Row>, likely_new: bool) -> TableC
         upserts: rows,
         likely_new,
         policy: ConflictPolicy::Upsert,
+        snapshot: false,
     }
 }
 
@@ -104,6 +106,7 @@ pub fn deletes(t: &Arc<TableSchema>, keys: Vec<Row>) -> TableChanges {
         upserts: Vec::new(),
         likely_new: false,
         policy: ConflictPolicy::Upsert,
+        snapshot: false,
     }
 }
 
@@ -115,6 +118,7 @@ pub fn partial(t: &Arc<TableSchema>, updates: Vec<PartialUpdate>) -> TableChange
         upserts: Vec::new(),
         likely_new: false,
         policy: ConflictPolicy::Upsert,
+        snapshot: false,
     }
 }
 

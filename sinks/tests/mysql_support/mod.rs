@@ -92,6 +92,7 @@ pub fn col(name: &str, data_type: DataType, native: &str, nullable: bool) -> Col
         data_type,
         nullable,
         native_type: native.into(),
+        default: None,
     }
 }
 
@@ -137,6 +138,7 @@ pub fn changes(
         upserts,
         likely_new,
         policy: ConflictPolicy::Upsert,
+        snapshot: false,
     }
 }
 
@@ -146,4 +148,18 @@ pub fn upserts(t: &Arc<TableSchema>, rows: Vec<Row>, likely_new: bool) -> TableC
 
 pub fn deletes(t: &Arc<TableSchema>, keys: Vec<Row>) -> TableChanges {
     changes(t, keys, Vec::new(), Vec::new(), false)
+}
+
+/// Applies `changes` and expects a failure: a statement's error surfaces at
+/// the call that waits for the server — the `apply` itself or, at the
+/// latest, the `commit` (statements run on the sink's writer task).
+pub async fn apply_fails(sink: &mut MysqlSink, changes: &TableChanges) -> engine::Error {
+    use engine::Sink;
+    match sink.apply(changes).await {
+        Err(e) => e,
+        Ok(()) => match sink.commit().await {
+            Err(e) => e,
+            Ok(()) => panic!("neither apply nor commit failed"),
+        },
+    }
 }
