@@ -265,11 +265,19 @@ impl<K: Sink> Applier<K> {
                 .batch_started
                 .filter(|_| self.in_target_txn && !self.in_source_txn)
                 .map(|s| tokio::time::Instant::from_std(s + self.batch_timeout()));
+            let saving = self.inflight.is_some();
             let chunk = tokio::select! {
                 biased;
                 chunk = rx.recv() => chunk,
                 _ = sleep_until_opt(deadline) => {
                     self.commit().await?;
+                    continue;
+                }
+                // Idle while a checkpoint is being written: publish it as soon
+                // as it is durable, not only when the next event comes.
+                saved = join_saving(&mut self.inflight), if saving => {
+                    self.inflight = None;
+                    self.publish(saved)?;
                     continue;
                 }
             };
@@ -688,9 +696,16 @@ impl<K: Sink> Applier<K> {
         let Some(h) = self.inflight.take() else {
             return Ok(());
         };
-        let saved = h
-            .await
-            .map_err(|e| Error::Pipeline(format!("checkpoint save panicked: {e}")))??;
+        self.publish(h.await)
+    }
+
+    /// Publishes a finished checkpoint write (an error ends the run).
+    fn publish(
+        &mut self,
+        saved: std::result::Result<Result<Checkpoint>, tokio::task::JoinError>,
+    ) -> Result<()> {
+        let saved =
+            saved.map_err(|e| Error::Pipeline(format!("checkpoint save panicked: {e}")))??;
         self.stats
             .live
             .set_last_checkpoint_us(saved.updated_at.timestamp_micros());
@@ -731,6 +746,17 @@ fn op_of(change: &RowChange<'_>) -> Op {
         RowChange::Insert(_) => Op::Insert,
         RowChange::Update { .. } => Op::Update,
         RowChange::Delete(_) => Op::Delete,
+    }
+}
+
+/// The result of the checkpoint being written (pending when there is none).
+/// The caller clears the handle once this returns.
+async fn join_saving(
+    inflight: &mut Option<tokio::task::JoinHandle<Result<Checkpoint>>>,
+) -> std::result::Result<Result<Checkpoint>, tokio::task::JoinError> {
+    match inflight {
+        Some(h) => h.await,
+        None => std::future::pending().await,
     }
 }
 

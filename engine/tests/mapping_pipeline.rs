@@ -502,3 +502,68 @@ async fn a_guard_throttles_every_write_and_fences_commits() {
     assert_eq!(cp.stream, Some(first_resume));
     assert_eq!(*guard.throttled.lock().unwrap(), 3);
 }
+
+/// Sends its events, then waits (sending nothing more) for their acknowledgement.
+struct AckWaitingSource(Vec<ChangeEvent>, Arc<Mutex<Option<Offset>>>);
+
+impl Source for AckWaitingSource {
+    async fn run(self, mut ctx: SourceContext) -> engine::Result<()> {
+        for e in self.0 {
+            ctx.events.push(e).await?;
+        }
+        ctx.events.flush().await?;
+        let acked = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let Some(o) = ctx.acked.borrow().clone() {
+                    return Some(o);
+                }
+                if ctx.acked.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten();
+        *self.1.lock().unwrap() = acked;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_commit_is_acknowledged_without_waiting_for_more_events() {
+    let t = schema("t");
+    let mut ev = Events { lsn: 0 };
+    let txn = {
+        let c = vec![ev.insert(&t, row(1, "a"))];
+        ev.txn(c)
+    };
+    let resume = match txn.last() {
+        Some(ChangeEvent::Commit(c)) => c.resume.clone(),
+        _ => unreachable!(),
+    };
+    let seen = Arc::new(Mutex::new(None));
+    let mut o = opts();
+    o.batch_timeout = Duration::ZERO;
+    let sink = RecordingSink {
+        log: Log::default(),
+        apply_delay: Duration::ZERO,
+    };
+    run_pipeline(
+        "t",
+        AckWaitingSource(txn, seen.clone()),
+        sink,
+        Arc::new(MemStore::default()),
+        TableRouter::try_new(&mappings("[[mapping]]\nsource = \"public.t\"")).unwrap(),
+        o,
+        Arc::new(TaskStats::default()),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Some(resume),
+        "the source never saw its acknowledgement while idle"
+    );
+}
