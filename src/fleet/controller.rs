@@ -124,9 +124,9 @@ async fn ensure_schema(
 }
 
 fn default_node_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
+    let host = Some(hostname())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
     format!("{host}:{}", std::process::id())
 }
 
@@ -531,15 +531,14 @@ async fn reap(ctx: &Arc<Ctx>, running: &mut HashMap<Uuid, Running>) {
         let status = match &end {
             _ if r.guard.is_lost() => None,
             TaskEnd::Completed => Some(("COMPLETED", None)),
-            TaskEnd::Failed(msg) if !lease_failure(msg) => Some(("FAILED", Some(msg.clone()))),
+            // A run ended by the fence is not the task's failure: it moves on.
+            _ if r.guard.refused_a_commit() => None,
+            TaskEnd::Failed(msg) => Some(("FAILED", Some(msg.clone()))),
             _ => None,
         };
         if let Some((to, msg)) = status {
             match ctx.db.get().await {
                 Ok(mut conn) => {
-                    if let Some(m) = &msg {
-                        let _ = runstate::record_errors(&*conn, id, 0, m).await;
-                    }
                     if let Err(e) = runstate::finish(&mut conn, id, to, msg.as_deref()).await {
                         warn!(task = %r.name, error = %e, "cannot record how the task ended");
                     } else {
@@ -554,10 +553,6 @@ async fn reap(ctx: &Arc<Ctx>, running: &mut HashMap<Uuid, Running>) {
         }
         forget(ctx, &r);
     }
-}
-
-fn lease_failure(msg: &str) -> bool {
-    msg.contains("lease may have expired")
 }
 
 /// Adds the errors seen since the last report to `sync_tasks.error_count`.

@@ -65,6 +65,8 @@ pub struct LeaseGuard {
     /// Until when commits are allowed (`None`: not yet).
     deadline: Mutex<Option<Instant>>,
     lost: AtomicBool,
+    /// A commit was refused: the run ended because of the fence.
+    refused: AtomicBool,
     limiter: Arc<TenantLimiter>,
     task: String,
 }
@@ -74,6 +76,7 @@ impl LeaseGuard {
         Self {
             deadline: Mutex::new(None),
             lost: AtomicBool::new(false),
+            refused: AtomicBool::new(false),
             limiter,
             task: task.to_string(),
         }
@@ -92,6 +95,11 @@ impl LeaseGuard {
     /// The lease is gone: no commit from now on.
     pub fn lose(&self) {
         self.lost.store(true, Ordering::Release);
+    }
+
+    /// Whether [`TaskGuard::may_commit`] ever refused (the run ended on the fence).
+    pub fn refused_a_commit(&self) -> bool {
+        self.refused.load(Ordering::Acquire)
     }
 
     pub fn is_lost(&self) -> bool {
@@ -118,6 +126,7 @@ impl TaskGuard for LeaseGuard {
         if self.valid_now() {
             Ok(())
         } else {
+            self.refused.store(true, Ordering::Release);
             Err(engine::Error::Pipeline(format!(
                 "task {}: this daemon's lease may have expired (not renewed in time or taken by another daemon); \
                  the open target transaction is rolled back and the task moves to a daemon holding the lease",
@@ -134,7 +143,9 @@ mod tests {
     #[test]
     fn commits_are_refused_after_the_deadline_or_once_lost() {
         let g = LeaseGuard::new("t", Arc::new(TenantLimiter::new(10)));
+        assert!(!g.refused_a_commit());
         assert!(g.may_commit().is_err(), "no lease yet");
+        assert!(g.refused_a_commit(), "a refusal is remembered");
         g.extend(Instant::now(), Duration::from_secs(60));
         assert!(g.may_commit().is_ok());
         g.lose();

@@ -31,7 +31,7 @@ pub struct MetastoreConfig {
     #[serde(default)]
     pub node_id: Option<String>,
     /// How long a task lease lasts without renewal; a dead daemon's tasks move
-    /// to another one after at most this long (plus one poll).
+    /// to another one after at most this long plus `poll_interval_secs`.
     #[serde(default = "default_lease_ttl")]
     pub lease_ttl_secs: u64,
     /// Safety-net re-read of the tasks, beside LISTEN/NOTIFY.
@@ -81,7 +81,7 @@ fn default_lease_ttl() -> u64 {
     15
 }
 fn default_poll_interval() -> u64 {
-    30
+    10
 }
 fn default_max_connections() -> u32 {
     10

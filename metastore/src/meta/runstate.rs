@@ -9,6 +9,8 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::error::{MetaError, MetaResult};
+use super::ops::audit::{self, AuditEvent, Operation};
+use super::ops::Actor;
 
 /// Who the daemon's changes are recorded as.
 pub const DAEMON_OPERATOR: &str = "dbsync-daemon";
@@ -56,32 +58,20 @@ pub async fn finish(
         return Ok(false);
     };
     let tenant: Uuid = row.get(0);
-    let op = match to {
-        "FAILED" => "FAIL_TASK",
-        "COMPLETED" => "COMPLETE_TASK",
-        _ => "UPDATE_TASK",
+    let operation = match to {
+        "FAILED" => Operation::FailTask,
+        "COMPLETED" => Operation::CompleteTask,
+        _ => Operation::UpdateTask,
     };
-    let details = serde_json::json!({
+    let mut details = serde_json::json!({
         "before": {"status": "RUNNING"},
         "after": {"status": to},
         "changes": ["status"],
     });
-    tx.execute(
-        "INSERT INTO audit_logs (tenant_id, operation_type, resource_type, resource_id,
-                                 operation_details, status, error_message, operator, user_agent)
-         VALUES ($1, $2, 'TASK', $3, $4, 'SUCCESS', $5, $6, $7)",
-        &[
-            &tenant,
-            &op,
-            &task_id,
-            &details,
-            &last_error,
-            &DAEMON_OPERATOR,
-            &concat!("dbsync/", env!("CARGO_PKG_VERSION")),
-        ],
-    )
-    .await
-    .map_err(|e| MetaError::query("audit a task status change", e))?;
+    if let Some(e) = last_error {
+        details["last_error"] = serde_json::json!(e);
+    }
+    audit_daemon_change(&tx, operation, tenant, task_id, details).await?;
     tx.commit()
         .await
         .map_err(|e| MetaError::query("commit a task status change", e))?;
@@ -126,24 +116,32 @@ pub async fn start_scheduled_run(
         "changes": ["status", "offset_epoch"],
         "schedule_fire_time": fire_time,
     });
-    tx.execute(
-        "INSERT INTO audit_logs (tenant_id, operation_type, resource_type, resource_id,
-                                 operation_details, status, operator, user_agent)
-         VALUES ($1, 'SCHEDULED_RUN', 'TASK', $2, $3, 'SUCCESS', $4, $5)",
-        &[
-            &tenant,
-            &task_id,
-            &details,
-            &DAEMON_OPERATOR,
-            &concat!("dbsync/", env!("CARGO_PKG_VERSION")),
-        ],
-    )
-    .await
-    .map_err(|e| MetaError::query("audit a scheduled run", e))?;
+    audit_daemon_change(&tx, Operation::ScheduledRun, tenant, task_id, details).await?;
     tx.commit()
         .await
         .map_err(|e| MetaError::query("commit a scheduled run", e))?;
     Ok(true)
+}
+
+/// The audit row of a change the daemon made itself.
+async fn audit_daemon_change(
+    c: &impl GenericClient,
+    operation: Operation,
+    tenant: Uuid,
+    task_id: Uuid,
+    details: serde_json::Value,
+) -> MetaResult<()> {
+    let actor = Actor::new(
+        DAEMON_OPERATOR,
+        concat!("dbsync/", env!("CARGO_PKG_VERSION")),
+    )?;
+    let event = AuditEvent {
+        operation,
+        tenant_id: Some(tenant),
+        resource_id: Some(task_id),
+        details,
+    };
+    audit::record(c, &actor, &event, None).await
 }
 
 /// Adds rows synced through a mapping since the last call.

@@ -39,6 +39,12 @@ pub enum Operation {
     DeleteScript,
     AckAlert,
     ResolveAlert,
+    /// The daemon recorded a definite failure.
+    FailTask,
+    /// The daemon finished a FULL_ONLY copy.
+    CompleteTask,
+    /// The daemon started a scheduled re-run.
+    ScheduledRun,
 }
 
 impl Operation {
@@ -64,6 +70,9 @@ impl Operation {
             DeleteScript => "DELETE_SCRIPT",
             AckAlert => "ACK_ALERT",
             ResolveAlert => "RESOLVE_ALERT",
+            FailTask => "FAIL_TASK",
+            CompleteTask => "COMPLETE_TASK",
+            ScheduledRun => "SCHEDULED_RUN",
         }
     }
 
@@ -72,7 +81,7 @@ impl Operation {
         match self {
             CreateTenant | UpdateTenant | DeleteTenant => "TENANT",
             CreateTask | UpdateTask | DeleteTask | StartTask | PauseTask | ResumeTask
-            | StopTask => "TASK",
+            | StopTask | FailTask | CompleteTask | ScheduledRun => "TASK",
             ResetOffset => "OFFSET",
             CreateMapping | UpdateMapping | DeleteMapping => "MAPPING",
             CreateScript | UpdateScript | DeleteScript => "SCRIPT",
@@ -334,6 +343,9 @@ mod unit {
             DeleteScript,
             AckAlert,
             ResolveAlert,
+            FailTask,
+            CompleteTask,
+            ScheduledRun,
         ] {
             assert!(["TASK", "MAPPING", "SCRIPT", "TENANT", "ALERT", "OFFSET"]
                 .contains(&op.resource_type()));
